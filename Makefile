@@ -1,0 +1,35 @@
+# The two commands of the README:  make demo  (set up + demo run)  and  make test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_NAME ?= demo
+# Small enough to finish in minutes on two CPU cores, large enough to learn the H&E palette.
+DEMO_MODEL := --model cycle_gan --netG resnet_6blocks --ngf 16 --ndf 16
+DEMO_SCHEDULE := --n_epochs 10 --n_epochs_decay 10 --save_epoch_freq 5
+
+.PHONY: demo test setup dataset
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+dataset: setup datasets/demo/manifest.csv
+
+datasets/demo/manifest.csv: scripts/make_demo_dataset.py
+	$(BIN)/python scripts/make_demo_dataset.py --overwrite
+
+# A second `make demo` continues the finished run (nothing to do) instead of refusing it.
+demo: dataset
+	$(BIN)/python train.py --dataroot datasets/demo --name $(DEMO_NAME) $(DEMO_MODEL) $(DEMO_SCHEDULE) \
+		$$([ -f checkpoints/$(DEMO_NAME)/latest_net_G_A.pth ] && echo --continue_train)
+	$(BIN)/python test.py --name $(DEMO_NAME) --epoch all
+	@echo
+	@echo "Training page:  checkpoints/$(DEMO_NAME)/web/index.html"
+	@echo "Test results:   results/$(DEMO_NAME)/index.html (one page per saved epoch)"
+
+test: setup
+	$(BIN)/python -m pytest -n 2

@@ -1,0 +1,157 @@
+"""The one image reader and writer of the project.
+
+Every image enters through :func:`read_image`: PNG, JPEG, BMP or TIFF; 1-bit, 8-bit, 16-bit,
+32-bit or float; gray, gray+alpha, palette, RGB, RGBA or CMYK. It comes out as float32 in
+[0, 1] with the number of channels the caller asks for. Errors name the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from util.atomic import atomic_path
+from util.color import LUMA_WEIGHTS
+from util.errors import ImageReadError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+# Pillow modes that carry colour in a form other than RGB; they are converted on reading.
+_PILLOW_TO_RGB_MODES = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a visible file with a supported image extension (case-insensitive)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_images(directory: str | os.PathLike) -> list[Path]:
+    """All image files below ``directory`` (subfolders included), sorted by relative path."""
+    directory = Path(directory)
+    found = [path for path in directory.rglob("*") if path.is_file() and is_image_file(path)]
+    return sorted(found, key=lambda path: path.relative_to(directory).as_posix())
+
+
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of ``path`` as stored: (H, W) or (H, W, C) with C in 1..4, dtype unchanged.
+
+    A multi-page TIFF gives its first page. Raises :class:`ImageReadError` naming the file if
+    it is missing, corrupt, truncated, empty or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    try:
+        array = _read_tiff(path) if path.suffix.lower() in TIFF_EXTENSIONS else _read_with_pillow(path)
+    except ImageReadError:
+        raise
+    except Exception as error:  # every decoder failure becomes one clear message
+        raise ImageReadError(
+            f"cannot read image {path}: {error}. The file may be corrupt or truncated; "
+            "replace it or remove it from the folder."
+        ) from error
+    return _check_layout(array, path)
+
+
+def to_unit_range(array: np.ndarray) -> np.ndarray:
+    """Pixel values as float32 in [0, 1].
+
+    8-bit and boolean images are divided by their type's maximum. Any other type (16-bit,
+    32-bit, float outside [0, 1]) is scaled by its real range (min -> 0, max -> 1): microscopy
+    cameras rarely fill 16 bits, so dividing by 65535 would give a black image and clipping at
+    255 would saturate it. A constant image becomes all zeros. Floats already in [0, 1] are kept.
+    """
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    values = array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
+        return values.astype(np.float32)
+    if high <= low:
+        return np.zeros(array.shape, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """Read ``path`` as float32 (H, W, ``channels``) in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB).
+
+    RGB becomes gray by BT.601 luma; gray becomes RGB by repeating; alpha is dropped.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    array = read_array(path)
+    if not np.isfinite(array).all():
+        raise ImageReadError(f"image {path} contains NaN or infinite values")
+    image = to_unit_range(array)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] in (2, 4):  # gray+alpha or RGBA: the alpha channel carries no stain
+        image = image[:, :, :-1]
+    if image.shape[2] == channels:
+        return np.ascontiguousarray(image)
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    weights = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    return (image @ weights)[:, :, None]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an 8-bit gray (H, W) / (H, W, 1) or RGB (H, W, 3) array; the extension picks the format.
+
+    The file appears atomically, so a reader never sees half an image.
+    """
+    path = Path(path)
+    if image.dtype != np.uint8:
+        raise ValueError(f"write_image expects uint8 pixels, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    with atomic_path(path) as temporary:
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            tifffile.imwrite(temporary, image)
+        else:
+            Image.fromarray(image).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    with tifffile.TiffFile(path) as tiff:
+        if not tiff.pages:
+            raise ImageReadError(f"TIFF file {path} holds no image pages")
+        array = tiff.pages[0].asarray()
+    # Planar TIFFs store colour first: (C, H, W) -> (H, W, C).
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)
+    return array
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()  # decode now, so that a truncated file fails here, naming the file
+        if image.mode in _PILLOW_TO_RGB_MODES:
+            has_alpha = image.mode in {"PA", "RGBa"} or "transparency" in image.info
+            image = image.convert("RGBA" if has_alpha else "RGB")
+        elif image.mode == "1":
+            image = image.convert("L")
+        return np.asarray(image)
+
+
+def _check_layout(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):
+        raise ImageReadError(
+            f"image {path} has shape {array.shape}; expected a single 2-D gray or colour image "
+            "(H, W) or (H, W, C) with at most 4 channels"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageReadError(f"image {path} is empty (size {array.shape[1]}x{array.shape[0]})")
+    if array.dtype.kind == "c":
+        raise ImageReadError(f"image {path} holds complex numbers, which are not pixel values")
+    return array

@@ -1,0 +1,37 @@
+"""Images of one domain, for inference with ``test.py``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from data.base_dataset import BaseDataset
+from data.image_io import is_image_file
+
+
+class SingleDataset(BaseDataset):
+    """The source-domain images of ``<dataroot>/<phase>A`` (``<phase>B`` with ``--direction BtoA``).
+
+    If that folder does not exist but ``--dataroot`` itself holds images, those are used, so any
+    folder of images can be translated. Items hold ``A`` and ``A_paths`` only.
+    """
+
+    layout = "<dataroot>/testA (or any folder of images given as --dataroot)"
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        side = "A" if opt.direction == "AtoB" else "B"
+        folder = f"{opt.phase}{side}"
+        if not (self.root / folder).is_dir() and any(map(is_image_file, self.root.iterdir())):
+            folder = "."
+        self.paths = self.image_folder(folder, "input")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        path = self.paths[index]
+        image, _ = self.load_image(path, self.opt.input_nc, rng)
+        return {"A": image, "A_paths": str(path)}

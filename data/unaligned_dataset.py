@@ -1,0 +1,44 @@
+"""Unpaired training data: every source image with a randomly chosen target image."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from data.base_dataset import BaseDataset
+
+
+class UnalignedDataset(BaseDataset):
+    """Images of ``<dataroot>/<phase>A`` (source) and ``<dataroot>/<phase>B`` (target), unpaired.
+
+    Each item holds one source image and a target image drawn at random (or in order with
+    ``--serial_batches``); an epoch is as long as the larger domain. With ``--direction BtoA``
+    the folders swap roles: ``<phase>B`` becomes the source, and ``--input_nc``/``--output_nc``
+    describe the source and target of that translation.
+    """
+
+    layout = (
+        "<dataroot>/trainA (source: grayscale/fluorescence), <dataroot>/trainB (target: H&E), "
+        "and testA/testB for test.py"
+    )
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
+        self.paths_A = self.image_folder(f"{opt.phase}{source}", "source-domain")
+        self.paths_B = self.image_folder(f"{opt.phase}{target}", "target-domain")
+
+    def __len__(self) -> int:
+        return max(len(self.paths_A), len(self.paths_B))
+
+    def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        path_A = self.paths_A[index % len(self.paths_A)]
+        if self.opt.serial_batches:
+            path_B = self.paths_B[index % len(self.paths_B)]
+        else:
+            path_B = self.paths_B[int(rng.integers(len(self.paths_B)))]
+        image_A, _ = self.load_image(path_A, self.opt.input_nc, rng)
+        image_B, _ = self.load_image(path_B, self.opt.output_nc, rng)
+        return {"A": image_A, "B": image_B, "A_paths": str(path_A), "B_paths": str(path_B)}

@@ -1,0 +1,210 @@
+"""What every model shares: networks and optimizers by name, checkpoints, schedules, visuals, losses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer, lr_scheduler
+
+from models import checkpoint
+from models.networks import define_scheduler
+from util.device import select_device
+from util.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+class BaseModel(ABC):
+    """Base class of the models picked by ``--model``.
+
+    A subclass fills ``self.networks`` (name -> module), and for training ``self.optimizers``
+    (name -> optimizer); lists ``loss_names`` and ``visual_names``; and implements
+    :meth:`set_input`, :meth:`forward` and :meth:`optimize_parameters`. Losses live in
+    ``self.losses`` and images in ``self.visuals``, both keyed by name.
+    """
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        self.opt = opt
+        self.is_train: bool = opt.is_train
+        self.device = select_device(opt.gpu_ids)
+        self.save_dir = Path(opt.checkpoints_dir) / opt.name
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, Optimizer] = {}
+        self.schedulers: list[lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau] = []
+        self.loss_names: list[str] = []
+        self.visual_names: list[str] = []
+        self.losses: dict[str, torch.Tensor] = {}
+        self.visuals: dict[str, torch.Tensor] = {}
+        self.image_paths: list[str] = []
+        #: The full generator objective of the last step (detached); drives the plateau schedule.
+        self.generator_objective = torch.zeros(())
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        """Add model-specific flags or change defaults; the base model adds none."""
+        return parser
+
+    # -- to implement --------------------------------------------------------------------------
+    @abstractmethod
+    def set_input(self, batch: dict[str, Any]) -> None:
+        """Take a batch from the data loader and move its tensors to the device."""
+
+    @abstractmethod
+    def forward(self) -> None:
+        """Compute the translated images (and fill ``self.visuals``)."""
+
+    def optimize_parameters(self) -> None:
+        """One training step; inference-only models do not train."""
+        raise NotImplementedError(f"{type(self).__name__} is for inference only")
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def setup(self) -> int:
+        """Move networks to the device and create the schedules; return the last finished epoch.
+
+        Training starts at 0, or with ``--continue_train`` restores the whole training state of
+        ``--epoch``. Inference models load weights with :meth:`load_networks` afterwards.
+        """
+        for network in self.networks.values():
+            network.to(self.device)
+        last_epoch = 0
+        if self.is_train:
+            opt = self.opt
+            self.schedulers = [
+                define_scheduler(optimizer, opt.lr_policy, opt.n_epochs, opt.n_epochs_decay, opt.lr_step_size)
+                for optimizer in self.optimizers.values()
+            ]
+            if opt.continue_train:
+                last_epoch = self.resume(opt.epoch)
+        self.log_network_sizes()
+        return last_epoch
+
+    def log_network_sizes(self) -> None:
+        for name, network in self.networks.items():
+            count = sum(parameter.numel() for parameter in network.parameters())
+            logger.info("network %s: %s, %.3f M parameters", name, type(network).__name__, count / 1e6)
+
+    # -- modes -----------------------------------------------------------------------------------
+    def train_mode(self) -> None:
+        for network in self.networks.values():
+            network.train()
+
+    def eval_mode(self) -> None:
+        for network in self.networks.values():
+            network.eval()
+
+    def test(self) -> None:
+        """Forward without building a graph (inference, previews)."""
+        with torch.no_grad():
+            self.forward()
+
+    @staticmethod
+    def set_requires_grad(networks: list[nn.Module], requires_grad: bool) -> None:
+        """Freeze or unfreeze networks (the discriminators while the generators learn)."""
+        for network in networks:
+            for parameter in network.parameters():
+                parameter.requires_grad_(requires_grad)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def current_visuals(self) -> dict[str, torch.Tensor]:
+        """The images of the last forward pass, in ``visual_names`` order, (N, C, H, W) in [-1, 1]."""
+        return {name: self.visuals[name] for name in self.visual_names if name in self.visuals}
+
+    def current_losses(self) -> dict[str, float]:
+        """The losses of the last step as floats (this synchronises with the device)."""
+        return {name: float(self.losses[name]) for name in self.loss_names if name in self.losses}
+
+    def learning_rate(self) -> float:
+        first = next(iter(self.optimizers.values()))
+        return float(first.param_groups[0]["lr"])
+
+    def update_learning_rate(self, epoch_objective: float) -> float:
+        """Step every schedule at the end of an epoch and return the new learning rate."""
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(epoch_objective)
+            else:
+                scheduler.step()
+        return self.learning_rate()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save(self, epoch: int, numbered: bool) -> None:
+        """Save the networks and the training state as ``latest`` (and as ``<epoch>`` if ``numbered``).
+
+        Each file is atomic, and the training state, which records the epoch, is written after
+        the networks: a crash mid-save leaves a state that still matches complete files.
+        """
+        labels = ([str(epoch)] if numbered else []) + ["latest"]
+        architecture = checkpoint.architecture_of(self.opt)
+        state = self.training_state(epoch)
+        for label in labels:
+            for name, network in self.networks.items():
+                checkpoint.save_network(
+                    checkpoint.network_path(self.save_dir, label, name), network, architecture, epoch
+                )
+            checkpoint.save_atomic(state, checkpoint.training_state_path(self.save_dir, label))
+
+    def load_networks(self, label: str) -> None:
+        """Load every network of this model from the checkpoint ``label``."""
+        architecture = checkpoint.architecture_of(self.opt)
+        for name in self.networks:
+            path = checkpoint.require_checkpoint(self.save_dir, label, name)
+            checkpoint.load_network(path, self.networks[name], architecture, self.device)
+        logger.info("loaded epoch %s from %s", label, self.save_dir)
+
+    def training_state(self, epoch: int) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs."""
+        state = {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "epoch": epoch,
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "torch_rng_state": torch.get_rng_state(),
+            "extra": self.extra_training_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng_states"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def extra_training_state(self) -> dict[str, Any]:
+        """Model-specific state to save (e.g. image pools); override with :meth:`load_extra_training_state`."""
+        return {}
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_training_state` saved."""
+
+    def resume(self, label: str) -> int:
+        """Restore networks and training state of checkpoint ``label``; return its epoch."""
+        state_path = checkpoint.training_state_path(self.save_dir, label)
+        if not state_path.is_file():
+            raise CheckpointError(
+                f"cannot continue: no training state {state_path.name} for epoch {label!r}; "
+                f"{checkpoint.describe_available(self.save_dir, next(iter(self.networks)))}"
+            )
+        state = checkpoint.load_file(state_path, "cpu")
+        epoch = int(state["epoch"])
+        architecture = checkpoint.architecture_of(self.opt)
+        for name in self.networks:
+            path = checkpoint.require_checkpoint(self.save_dir, label, name)
+            network_epoch = checkpoint.load_network(path, self.networks[name], architecture, self.device)
+            if network_epoch != epoch:
+                raise CheckpointError(
+                    f"checkpoint {label!r} is inconsistent: {path.name} is from epoch {network_epoch} but the "
+                    f"training state is from epoch {epoch} (was a save interrupted?); resume from a numbered "
+                    f"epoch with --epoch; {checkpoint.describe_available(self.save_dir, name)}"
+                )
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(scheduler_state)
+        torch.set_rng_state(state["torch_rng_state"])
+        if "cuda_rng_states" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng_states"])
+        self.load_extra_training_state(state["extra"])
+        logger.info("resumed from the end of epoch %d (%s)", epoch, state_path)
+        return epoch

@@ -1,0 +1,167 @@
+"""The checkpoint format: one file per network per epoch, plus one training-state file.
+
+``checkpoints/<name>/<label>_net_<network>.pth`` holds a network's weights together with the
+architecture options it was built with, so inference needs no repeated flags and a mismatch
+is reported in words. ``<label>_training_state.pth`` holds everything else needed to continue
+training exactly (optimizers, schedulers, image pools, RNG states, the epoch counter).
+``<label>`` is an epoch number or ``latest``. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from util.atomic import atomic_path
+from util.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+#: Options that fix the shape of the networks (and the meaning of their channels). They are
+#: stored in every network file and enforced when a checkpoint is loaded.
+ARCHITECTURE_OPTIONS = (
+    "input_nc",
+    "output_nc",
+    "netG",
+    "ngf",
+    "netD",
+    "ndf",
+    "n_layers_D",
+    "norm",
+    "no_dropout",
+    "direction",
+)
+
+
+def architecture_of(opt: argparse.Namespace) -> dict[str, Any]:
+    """The architecture options of ``opt`` as a plain dict."""
+    return {key: getattr(opt, key) for key in ARCHITECTURE_OPTIONS}
+
+
+def network_path(directory: Path, label: str, network_name: str) -> Path:
+    return Path(directory) / f"{label}_net_{network_name}.pth"
+
+
+def training_state_path(directory: Path, label: str) -> Path:
+    return Path(directory) / f"{label}_training_state.pth"
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file, so ``path`` is never left half-written."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_file(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file safely (tensors and plain data only: no code runs)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {error}. The file is damaged or is not a PyTorch checkpoint."
+        ) from error
+
+
+def save_network(path: Path, network: nn.Module, architecture: dict[str, Any], epoch: int) -> None:
+    """Write ``network``'s weights with its architecture and the epoch it finished."""
+    save_atomic(
+        {
+            "format_version": FORMAT_VERSION,
+            "epoch": epoch,
+            "architecture": dict(architecture),
+            "state_dict": network.state_dict(),
+        },
+        path,
+    )
+
+
+def read_architecture(path: Path) -> dict[str, Any] | None:
+    """The architecture stored in a network file (None for a bare state dict)."""
+    payload = load_file(path)
+    return payload.get("architecture") if "state_dict" in payload else None
+
+
+def load_network(path: Path, network: nn.Module, architecture: dict[str, Any], device: torch.device) -> int | None:
+    """Load weights from ``path`` into ``network``; return the stored epoch (None if unknown).
+
+    A file from another architecture is refused with the differing options named. Bare state
+    dicts (e.g. from the original CycleGAN code) are accepted when their tensors fit.
+    """
+    payload = load_file(path, device)
+    if "state_dict" in payload:
+        stored = payload.get("architecture", {})
+        differences = [
+            f"--{key} {stored[key]!r} in the checkpoint vs {architecture[key]!r} now"
+            for key in architecture
+            if key in stored and stored[key] != architecture[key]
+        ]
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with another architecture: {'; '.join(differences)}. "
+                "Use the checkpoint's values (test.py applies them automatically) or another --name."
+            )
+        state_dict, epoch = payload["state_dict"], payload.get("epoch")
+    else:
+        state_dict, epoch = payload, None
+    try:
+        network.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise CheckpointError(_describe_mismatch(path, network, state_dict)) from error
+    return epoch
+
+
+def _describe_mismatch(path: Path, network: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    reshaped = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    if reshaped:
+        details.append(f"{len(reshaped)} tensors of another shape (e.g. {reshaped[0]})")
+    return (
+        f"checkpoint {path} does not fit this network ({', '.join(details)}); it was made with other "
+        "--netG/--ngf/--norm/--input_nc/--output_nc values or by other code"
+    )
+
+
+def saved_epochs(directory: Path, network_name: str) -> list[int]:
+    """The epoch numbers that have a ``<epoch>_net_<network_name>.pth`` file, ascending."""
+    pattern = re.compile(rf"(\d+)_net_{re.escape(network_name)}\.pth")
+    found = (pattern.fullmatch(path.name) for path in Path(directory).glob(f"*_net_{network_name}.pth"))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def describe_available(directory: Path, network_name: str) -> str:
+    """A sentence listing the saved epochs, for error messages."""
+    epochs = saved_epochs(directory, network_name)
+    labels = [str(epoch) for epoch in epochs]
+    if network_path(directory, "latest", network_name).is_file():
+        labels.append("latest")
+    if not labels:
+        return f"{directory} holds no checkpoint of {network_name}; train first with train.py --name {Path(directory).name}"
+    return f"available epochs in {directory}: {', '.join(labels)}"
+
+
+def require_checkpoint(directory: Path, label: str, network_name: str) -> Path:
+    """The path of ``<label>_net_<network_name>.pth``; an error listing what exists otherwise."""
+    path = network_path(directory, label, network_name)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint for epoch {label!r} ({path.name}); {describe_available(directory, network_name)}"
+        )
+    return path

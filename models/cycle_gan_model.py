@@ -1,0 +1,158 @@
+"""CycleGAN (Zhu et al., ICCV 2017): unpaired translation with two generators and two discriminators."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from models import networks
+from models.base_model import BaseModel
+from util.color import match_channels
+from util.image_pool import ImagePool
+
+
+class CycleGANModel(BaseModel):
+    """G_A: A -> B, G_B: B -> A; D_A judges B-domain images, D_B judges A-domain images.
+
+    Generator objective: ``G_A + G_B + cycle_A + cycle_B + idt_A + idt_B`` where the GAN terms
+    ask each fake to fool its discriminator, the cycle terms ask ``G_B(G_A(A)) = A`` and
+    ``G_A(G_B(B)) = B`` (L1, weights ``lambda_A``/``lambda_B``), and the identity terms ask a
+    generator to leave an image of its output domain unchanged (L1, weight
+    ``lambda_identity * lambda_B`` for G_A and ``lambda_identity * lambda_A`` for G_B).
+
+    Identity with 1-channel A and 3-channel B: a generator cannot take an image of the other
+    channel count, so the target-domain image is first brought to the generator's input
+    channels: ``idt_A = G_A(gray(real_B))`` must give back ``real_B`` (a gray H&E tile must be
+    coloured as itself), and ``idt_B = G_B(rgb(real_A))`` must give back ``real_A``.
+
+    Subclasses add generator terms by extending :meth:`generator_losses`.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        parser.set_defaults(no_dropout=True)  # CycleGAN's ResNet generators train without dropout
+        if is_train:
+            parser.add_argument("--lambda_A", type=float, default=10.0, help="weight of the cycle loss A -> B -> A")
+            parser.add_argument("--lambda_B", type=float, default=10.0, help="weight of the cycle loss B -> A -> B")
+            parser.add_argument(
+                "--lambda_identity",
+                type=float,
+                default=0.5,
+                help="weight of the identity loss, relative to lambda_A/lambda_B; 0 turns it off",
+            )
+            parser.add_argument(
+                "--pool_size", type=int, default=50, help="number of past fakes each discriminator also sees; 0 = none"
+            )
+        return parser
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+        self.visual_names = ["real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A"]
+        generator_options = dict(
+            ngf=opt.ngf, norm=opt.norm, use_dropout=not opt.no_dropout, init_type=opt.init_type, init_gain=opt.init_gain
+        )
+        self.networks["G_A"] = networks.define_generator(opt.netG, opt.input_nc, opt.output_nc, **generator_options)
+        self.networks["G_B"] = networks.define_generator(opt.netG, opt.output_nc, opt.input_nc, **generator_options)
+        if not self.is_train:
+            return
+        discriminator_options = dict(
+            ndf=opt.ndf, n_layers=opt.n_layers_D, norm=opt.norm, init_type=opt.init_type, init_gain=opt.init_gain
+        )
+        self.networks["D_A"] = networks.define_discriminator(opt.netD, opt.output_nc, **discriminator_options)
+        self.networks["D_B"] = networks.define_discriminator(opt.netD, opt.input_nc, **discriminator_options)
+        self.fake_A_pool = ImagePool(opt.pool_size, seed=opt.seed + 1)
+        self.fake_B_pool = ImagePool(opt.pool_size, seed=opt.seed + 2)
+        self.gan_loss = networks.GANLoss(opt.gan_mode).to(self.device)
+        betas = (opt.beta1, 0.999)
+        self.optimizers["G"] = torch.optim.Adam(
+            itertools.chain(self.networks["G_A"].parameters(), self.networks["G_B"].parameters()),
+            lr=opt.lr,
+            betas=betas,
+        )
+        self.optimizers["D"] = torch.optim.Adam(
+            itertools.chain(self.networks["D_A"].parameters(), self.networks["D_B"].parameters()),
+            lr=opt.lr,
+            betas=betas,
+        )
+
+    # -- data and forward ------------------------------------------------------------------------
+    def set_input(self, batch: dict[str, Any]) -> None:
+        """Take ``A`` and/or ``B`` from the batch; inference may give only one domain."""
+        self.visuals = {}
+        for side in ("A", "B"):
+            if side in batch:
+                self.visuals[f"real_{side}"] = batch[side].to(self.device, non_blocking=True)
+        self.image_paths = list(batch.get("A_paths", batch.get("B_paths", [])))
+
+    def forward(self) -> None:
+        """Translate whatever domains are present and reconstruct them."""
+        G_A, G_B = self.networks["G_A"], self.networks["G_B"]
+        if "real_A" in self.visuals:
+            self.visuals["fake_B"] = G_A(self.visuals["real_A"])
+            self.visuals["rec_A"] = G_B(self.visuals["fake_B"])
+        if "real_B" in self.visuals:
+            self.visuals["fake_A"] = G_B(self.visuals["real_B"])
+            self.visuals["rec_B"] = G_A(self.visuals["fake_A"])
+
+    # -- losses ----------------------------------------------------------------------------------
+    def generator_losses(self) -> dict[str, torch.Tensor]:
+        """The weighted terms of the generator objective, by name (their sum is minimised)."""
+        opt, v = self.opt, self.visuals
+        G_A, G_B = self.networks["G_A"], self.networks["G_B"]
+        losses = {
+            "G_A": self.gan_loss(self.networks["D_A"](v["fake_B"]), True),
+            "G_B": self.gan_loss(self.networks["D_B"](v["fake_A"]), True),
+            "cycle_A": F.l1_loss(v["rec_A"], v["real_A"]) * opt.lambda_A,
+            "cycle_B": F.l1_loss(v["rec_B"], v["real_B"]) * opt.lambda_B,
+        }
+        if opt.lambda_identity > 0:
+            v["idt_A"] = G_A(match_channels(v["real_B"], opt.input_nc))
+            v["idt_B"] = G_B(match_channels(v["real_A"], opt.output_nc))
+            losses["idt_A"] = F.l1_loss(v["idt_A"], v["real_B"]) * opt.lambda_B * opt.lambda_identity
+            losses["idt_B"] = F.l1_loss(v["idt_B"], v["real_A"]) * opt.lambda_A * opt.lambda_identity
+        return losses
+
+    def discriminator_loss(self, discriminator_name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Real images scored as real, (pooled) fakes as fake; half-weighted so D learns slower than G."""
+        discriminator = self.networks[discriminator_name]
+        loss = 0.5 * (self.gan_loss(discriminator(real), True) + self.gan_loss(discriminator(fake.detach()), False))
+        if self.opt.gan_mode == "wgangp":
+            loss = loss + networks.gradient_penalty(discriminator, real, fake)
+        return loss
+
+    def optimize_parameters(self) -> None:
+        """One step: generators first (discriminators frozen), then both discriminators."""
+        self.forward()
+        discriminators = [self.networks["D_A"], self.networks["D_B"]]
+
+        self.set_requires_grad(discriminators, False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        generator_terms = self.generator_losses()
+        objective = torch.stack(list(generator_terms.values())).sum()
+        objective.backward()
+        self.optimizers["G"].step()
+
+        self.set_requires_grad(discriminators, True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        v = self.visuals
+        loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
+        loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
+        (loss_D_A + loss_D_B).backward()
+        self.optimizers["D"].step()
+
+        self.losses = {name: value.detach() for name, value in generator_terms.items()}
+        self.losses.update(D_A=loss_D_A.detach(), D_B=loss_D_B.detach())
+        self.generator_objective = objective.detach()
+
+    # -- resume ----------------------------------------------------------------------------------
+    def extra_training_state(self) -> dict[str, Any]:
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        self.fake_A_pool.load_state_dict(state["fake_A_pool"], self.device)
+        self.fake_B_pool.load_state_dict(state["fake_B_pool"], self.device)

@@ -1,0 +1,400 @@
+"""Network building blocks: generators, discriminators, normalisation, initialisation, GAN losses
+and learning-rate schedules. Pure PyTorch, no options object: every builder takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer, lr_scheduler
+
+from util.errors import OptionError
+
+NORM_TYPES = ("batch", "instance", "none")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+GENERATOR_TYPES = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+DISCRIMINATOR_TYPES = ("basic", "n_layers", "pixel")
+GAN_MODES = ("lsgan", "vanilla", "wgangp")
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise OptionError(f"unknown {kind} {value!r}; valid values: {', '.join(valid)}")
+
+
+def norm_factory(norm: str) -> NormFactory:
+    """A function ``channels -> normalisation layer`` for ``--norm``.
+
+    ``instance`` normalises each image on its own (no learned scale, no running statistics):
+    the usual choice for CycleGAN with batch size 1. ``batch`` learns a scale and keeps running
+    statistics. ``none`` is the identity.
+    """
+    _check_choice("--norm", norm, NORM_TYPES)
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    return lambda channels: nn.Identity()
+
+
+# ----------------------------------------------------------------------------------------------
+# Generators
+# ----------------------------------------------------------------------------------------------
+class Generator(nn.Module):
+    """Base of the generators: accepts any image size.
+
+    Convolution stacks need sizes divisible by ``2 ** downsamplings``. Instead of asking users
+    to crop, the input is reflect-padded up to the next multiple and the output cropped back,
+    so the output always has exactly the input's height and width.
+    """
+
+    size_multiple = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body: nn.Module = nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        pad_bottom = -height % self.size_multiple
+        pad_right = -width % self.size_multiple
+        if pad_bottom == 0 and pad_right == 0:
+            return self.run_body(images)
+        reflect = pad_bottom < height and pad_right < width
+        padded = F.pad(images, (0, pad_right, 0, pad_bottom), mode="reflect" if reflect else "replicate")
+        return self.run_body(padded)[..., :height, :width]
+
+    def run_body(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with reflection padding, added to the input (He et al. 2016)."""
+
+    def __init__(self, channels: int, norm: NormFactory, use_bias: bool, use_dropout: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3, bias=use_bias),
+            norm(channels),
+            nn.ReLU(inplace=True),
+        ]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, kernel_size=3, bias=use_bias), norm(channels)]
+        self.residual = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.residual(x)
+
+
+class ResnetGenerator(Generator):
+    """Encoder, residual blocks, decoder (Johnson et al. 2016), the generator of CycleGAN.
+
+    Two stride-2 convolutions shrink the image 4x; ``n_blocks`` residual blocks transform it;
+    two transposed convolutions bring it back; tanh maps to [-1, 1].
+    """
+
+    size_multiple = 4
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        norm: str = "instance",
+        use_dropout: bool = False,
+        n_blocks: int = 9,
+    ) -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"  # batch norm's shift makes a conv bias redundant
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(inplace=True),
+        ]
+        channels = ngf
+        for _ in range(2):
+            layers += [
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                norm_layer(channels * 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels *= 2
+        layers += [ResidualBlock(channels, norm_layer, use_bias, use_dropout) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [
+                nn.ConvTranspose2d(
+                    channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
+                ),
+                norm_layer(channels // 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, output_nc, kernel_size=7), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+
+class UnetGenerator(Generator):
+    """U-Net (Ronneberger et al. 2015) as used by pix2pix: ``num_downs`` stride-2 stages.
+
+    Encoder stage ``i`` has ``min(ngf * 2**i, ngf * 8)`` channels; each decoder stage receives
+    the previous decoder output concatenated with the encoder output of the same size. With
+    ``num_downs = 7`` a 128x128 image shrinks to 1x1 at the bottleneck (``unet_128``).
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        num_downs: int,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"a U-Net needs at least 5 downsamplings, got {num_downs}")
+        self.size_multiple = 2**num_downs
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        widths = [min(ngf * 2**stage, ngf * 8) for stage in range(num_downs)]
+
+        self.encoder = nn.ModuleList()
+        for stage, width in enumerate(widths):
+            if stage == 0:
+                layers: list[nn.Module] = [nn.Conv2d(input_nc, width, 4, stride=2, padding=1, bias=use_bias)]
+            else:
+                layers = [nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(widths[stage - 1], width, 4, 2, 1, bias=use_bias)]
+                if stage < num_downs - 1:  # no normalisation of the 1x1 bottleneck
+                    layers.append(norm_layer(width))
+            self.encoder.append(nn.Sequential(*layers))
+
+        self.decoder = nn.ModuleList()
+        for stage in reversed(range(num_downs)):
+            in_width = widths[stage] if stage == num_downs - 1 else widths[stage] * 2
+            layers = [nn.ReLU(inplace=True)]
+            if stage == 0:
+                layers += [nn.ConvTranspose2d(in_width, output_nc, 4, 2, 1), nn.Tanh()]
+            else:
+                layers += [
+                    nn.ConvTranspose2d(in_width, widths[stage - 1], 4, 2, 1, bias=use_bias),
+                    norm_layer(widths[stage - 1]),
+                ]
+                # Dropout acts as the noise source in the deep, widest stages (as in pix2pix).
+                if use_dropout and 0 < num_downs - 1 - stage <= num_downs - 5:
+                    layers.append(nn.Dropout(0.5))
+            self.decoder.append(nn.Sequential(*layers))
+
+    def run_body(self, images: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = images
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck output feeds the first decoder stage directly
+        for stage in self.decoder:
+            x = stage(x)
+            if skips:
+                x = torch.cat([skips.pop(), x], dim=1)
+        return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminators
+# ----------------------------------------------------------------------------------------------
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017): a map of real/fake scores, one per overlapping image patch.
+
+    ``n_layers = 3`` gives 70x70-pixel receptive fields, the CycleGAN default (``--netD basic``).
+    """
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        width = ndf
+        for layer in range(1, n_layers + 1):
+            new_width = ndf * min(2**layer, 8)
+            stride = 2 if layer < n_layers else 1
+            layers += [
+                nn.Conv2d(width, new_width, 4, stride=stride, padding=1, bias=use_bias),
+                norm_layer(new_width),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            width = new_width
+        layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+class PixelDiscriminator(nn.Module):
+    """A 1x1 PatchGAN: judges each pixel's colour alone, blind to structure."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, norm: str = "instance") -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        self.body = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=use_bias),
+            norm_layer(ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=use_bias),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation and factories
+# ----------------------------------------------------------------------------------------------
+def init_weights(network: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """Initialise conv/linear weights by ``init_type`` (biases 0) and norm scales around 1."""
+    _check_choice("--init_type", init_type, INIT_TYPES)
+
+    def initialise(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(module.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(module.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(module.weight, gain=init_gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, init_gain)
+            nn.init.zeros_(module.bias)
+
+    network.apply(initialise)
+    return network
+
+
+def define_generator(
+    net_g: str,
+    input_nc: int,
+    output_nc: int,
+    ngf: int = 64,
+    norm: str = "instance",
+    use_dropout: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+) -> Generator:
+    """Build and initialise the generator named by ``--netG``."""
+    _check_choice("--netG", net_g, GENERATOR_TYPES)
+    _check_choice("--norm", norm, NORM_TYPES)
+    if net_g.startswith("resnet_"):
+        blocks = int(net_g.removeprefix("resnet_").removesuffix("blocks"))
+        network: Generator = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=blocks)
+    else:
+        size = int(net_g.removeprefix("unet_"))
+        network = UnetGenerator(input_nc, output_nc, int(math.log2(size)), ngf, norm, use_dropout)
+    return init_weights(network, init_type, init_gain)
+
+
+def define_discriminator(
+    net_d: str,
+    input_nc: int,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "instance",
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    """Build and initialise the discriminator named by ``--netD`` (``n_layers`` for ``n_layers``)."""
+    _check_choice("--netD", net_d, DISCRIMINATOR_TYPES)
+    _check_choice("--norm", norm, NORM_TYPES)
+    if net_d == "pixel":
+        network: nn.Module = PixelDiscriminator(input_nc, ndf, norm)
+    else:
+        network = PatchDiscriminator(input_nc, ndf, 3 if net_d == "basic" else n_layers, norm)
+    return init_weights(network, init_type, init_gain)
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------
+class GANLoss(nn.Module):
+    """The adversarial loss for ``--gan_mode``, given raw discriminator outputs.
+
+    ``lsgan``: least squares (Mao et al. 2017), the CycleGAN default; ``vanilla``: the original
+    cross-entropy (with logits); ``wgangp``: the Wasserstein critic (Gulrajani et al. 2017),
+    meant to be used with :func:`gradient_penalty`.
+    """
+
+    def __init__(self, gan_mode: str = "lsgan", real_label: float = 1.0, fake_label: float = 0.0) -> None:
+        super().__init__()
+        _check_choice("--gan_mode", gan_mode, GAN_MODES)
+        self.gan_mode = gan_mode
+        self.register_buffer("real_label", torch.tensor(real_label))
+        self.register_buffer("fake_label", torch.tensor(fake_label))
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        if self.gan_mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        target = (self.real_label if target_is_real else self.fake_label).expand_as(prediction)
+        if self.gan_mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0
+) -> torch.Tensor:
+    """WGAN-GP penalty: ``weight * (|grad D(x)| - 1)^2`` at random points between real and fake."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = discriminator(mixed)
+    (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return weight * ((gradients.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning-rate schedules (stepped once per epoch)
+# ----------------------------------------------------------------------------------------------
+def linear_decay_factor(epochs_done: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """LR factor for the epoch after ``epochs_done`` finished epochs: 1 for the first
+    ``n_epochs`` epochs, then falling linearly so the last decay epoch still trains a little."""
+    return 1.0 - max(0, epochs_done + 1 - n_epochs) / (n_epochs_decay + 1)
+
+
+def define_scheduler(
+    optimizer: Optimizer,
+    lr_policy: str,
+    n_epochs: int,
+    n_epochs_decay: int,
+    lr_step_size: int = 50,
+) -> lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau:
+    """The learning-rate schedule for ``--lr_policy``; step it once at the end of each epoch.
+
+    ``linear``: constant for ``n_epochs``, then linear decay over ``n_epochs_decay``;
+    ``step``: x0.1 every ``lr_step_size`` epochs; ``plateau``: x0.2 when the epoch's generator
+    objective stops improving for 5 epochs; ``cosine``: cosine annealing to 0 over all epochs.
+    """
+    _check_choice("--lr_policy", lr_policy, LR_POLICIES)
+    if lr_policy == "linear":
+        factor = functools.partial(linear_decay_factor, n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
+        return lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+    if lr_policy == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=lr_step_size, gamma=0.1)
+    if lr_policy == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs + n_epochs_decay, eta_min=0.0)

@@ -1,0 +1,35 @@
+"""Inference with one generator: only ``<epoch>_net_G_A.pth`` is needed."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from models import networks
+from models.base_model import BaseModel
+from util.errors import OptionError
+
+
+class TestModel(BaseModel):
+    """Applies G_A to source images: ``real_A -> fake_B``. For sharing or deploying one generator."""
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        if is_train:
+            raise OptionError("--model test is for inference only; train with --model cycle_gan")
+        parser.set_defaults(dataset_mode="single")
+        return parser
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        self.visual_names = ["real_A", "fake_B"]
+        self.networks["G_A"] = networks.define_generator(
+            opt.netG, opt.input_nc, opt.output_nc, opt.ngf, opt.norm, not opt.no_dropout, opt.init_type, opt.init_gain
+        )
+
+    def set_input(self, batch: dict[str, Any]) -> None:
+        self.visuals = {"real_A": batch["A"].to(self.device, non_blocking=True)}
+        self.image_paths = list(batch["A_paths"])
+
+    def forward(self) -> None:
+        self.visuals["fake_B"] = self.networks["G_A"](self.visuals["real_A"])

@@ -1,0 +1,256 @@
+"""Flags shared by training and testing, and the parsing machinery."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import data
+import models
+from data.transforms import PREPROCESS_MODES
+from models import checkpoint
+from models.networks import DISCRIMINATOR_TYPES, GENERATOR_TYPES, INIT_TYPES, NORM_TYPES
+from util.atomic import write_text_atomic
+from util.device import parse_gpu_ids
+from util.errors import CheckpointError, OptionError
+
+logger = logging.getLogger(__name__)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+class BaseOptions:
+    """Build, parse, check and save the options of a driver.
+
+    Subclasses add their flags in :meth:`initialize`, may supply defaults from a saved run in
+    :meth:`saved_defaults`, and may reconcile the result with a checkpoint in :meth:`reconcile`.
+    """
+
+    is_train = False
+    description = "Cell CycleGAN"
+
+    def __init__(self) -> None:
+        #: Every option's default (after model, dataset and saved-run defaults), for reports.
+        self.defaults: dict[str, Any] = {}
+
+    # -- flags -----------------------------------------------------------------------------------
+    def initialize(self, parser: argparse.ArgumentParser) -> None:
+        experiment = parser.add_argument_group("experiment")
+        experiment.add_argument("--dataroot", help="dataset folder: trainA/ trainB/ for training, testA/ for testing")
+        experiment.add_argument(
+            "--name", default="experiment", help="experiment name: files go to <checkpoints_dir>/<name>"
+        )
+        experiment.add_argument(
+            "--checkpoints_dir", default="checkpoints", help="where experiments keep their checkpoints"
+        )
+        experiment.add_argument(
+            "--gpu_ids", default="auto", help="'auto' (GPU 0 if present), '-1' for the CPU, or a GPU index"
+        )
+        experiment.add_argument(
+            "--epoch", default="latest", help="which checkpoint to load: an epoch number or 'latest'"
+        )
+        experiment.add_argument("--seed", type=int, default=0, help="seed for weights, data order and augmentation")
+        experiment.add_argument(
+            "--deterministic", action="store_true", help="deterministic kernels: repeatable runs, a little slower"
+        )
+        experiment.add_argument("--verbose", action="store_true", help="log debugging details")
+
+        model = parser.add_argument_group("model")
+        model.add_argument("--model", choices=models.model_names(), help="model to use")
+        model.add_argument(
+            "--input_nc", type=int, choices=(1, 3), default=1, help="channels of source images (1 gray, 3 RGB)"
+        )
+        model.add_argument(
+            "--output_nc", type=int, choices=(1, 3), default=3, help="channels of target images (1 gray, 3 RGB)"
+        )
+        model.add_argument("--ngf", type=positive_int, default=64, help="generator filters in the first conv layer")
+        model.add_argument("--ndf", type=positive_int, default=64, help="discriminator filters in the first conv layer")
+        model.add_argument("--netG", choices=GENERATOR_TYPES, default="resnet_9blocks", help="generator architecture")
+        model.add_argument(
+            "--netD", choices=DISCRIMINATOR_TYPES, default="basic", help="discriminator: basic = 70x70 PatchGAN"
+        )
+        model.add_argument(
+            "--n_layers_D", type=positive_int, default=3, help="discriminator depth with --netD n_layers"
+        )
+        model.add_argument("--norm", choices=NORM_TYPES, default="instance", help="normalisation layers")
+        model.add_argument("--init_type", choices=INIT_TYPES, default="normal", help="weight initialisation")
+        model.add_argument("--init_gain", type=positive_float, default=0.02, help="scale of the initialisation")
+        model.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
+
+        dataset = parser.add_argument_group("data")
+        dataset.add_argument(
+            "--dataset_mode", choices=data.dataset_names(), default="unaligned", help="how images are loaded"
+        )
+        dataset.add_argument(
+            "--direction", choices=("AtoB", "BtoA"), default="AtoB", help="AtoB translates folder A into B"
+        )
+        dataset.add_argument("--serial_batches", action="store_true", help="take images in order instead of shuffling")
+        dataset.add_argument(
+            "--num_threads",
+            type=nonnegative_int,
+            default=min(4, os.cpu_count() or 1),
+            help="data loading processes (0 = main process)",
+        )
+        dataset.add_argument("--batch_size", type=positive_int, default=1, help="images per batch")
+        dataset.add_argument(
+            "--load_size", type=positive_int, default=143, help="resize to this size (resize/scale_width modes)"
+        )
+        dataset.add_argument("--crop_size", type=positive_int, default=128, help="then crop to this size")
+        dataset.add_argument(
+            "--max_dataset_size", type=positive_int, default=None, help="use at most this many images per domain"
+        )
+        dataset.add_argument(
+            "--preprocess", choices=PREPROCESS_MODES, default="crop", help="resizing and cropping at load time"
+        )
+        dataset.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
+        dataset.add_argument(
+            "--display_winsize", type=positive_int, default=256, help="width of images in the HTML pages"
+        )
+
+    def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
+        """Defaults taken from a saved run (none here)."""
+        return {}
+
+    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        """Adjust ``opt`` to a checkpoint (nothing here)."""
+
+    # -- parsing ---------------------------------------------------------------------------------
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Parse ``argv`` (default: the command line) into checked options."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = self.build_parser(argv)
+        opt = parser.parse_args(argv)
+        opt.is_train = self.is_train
+        explicit = self._explicit_options(argv)
+        self.reconcile(opt, explicit)
+        self.validate(opt)
+        return opt
+
+    @staticmethod
+    def _explicit_options(argv: list[str]) -> set[str]:
+        """The options typed on the command line (``--ngf 8`` or ``--ngf=8`` -> ``ngf``).
+
+        Every flag is a long option named like its destination, and abbreviations are off,
+        so the tokens themselves say which options were given.
+        """
+        return {token[2:].split("=", 1)[0] for token in argv if token.startswith("--") and len(token) > 2}
+
+    def build_parser(self, argv: list[str]) -> argparse.ArgumentParser:
+        """A parser with the base flags, the driver's flags, and those of the chosen model and dataset.
+
+        Defaults from a saved run (see :meth:`saved_defaults`) are re-applied after each pass,
+        since the model and dataset may add flags or change defaults.
+        """
+        parser = argparse.ArgumentParser(
+            description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+        )
+        self.initialize(parser)
+        saved = self.saved_defaults(parser.parse_known_args(argv)[0])
+
+        def parse_known_with_saved_defaults() -> argparse.Namespace:
+            names = vars(parser.parse_known_args(argv)[0])
+            parser.set_defaults(**{key: value for key, value in saved.items() if key in names})
+            return parser.parse_known_args(argv)[0]
+
+        known = parse_known_with_saved_defaults()
+        if known.model is None:
+            raise OptionError(f"--model is required; valid values: {', '.join(models.model_names())}")
+        models.get_option_setter(known.model)(parser, self.is_train)
+        known = parse_known_with_saved_defaults()
+        data.get_option_setter(known.dataset_mode)(parser, self.is_train)
+        known = parse_known_with_saved_defaults()
+        self.defaults = {key: parser.get_default(key) for key in vars(known)}
+        return parser
+
+    def validate(self, opt: argparse.Namespace) -> None:
+        """Checks that span several options, with messages saying what to change."""
+        if not opt.dataroot:
+            raise OptionError(
+                "--dataroot is required: the dataset folder (e.g. datasets/demo, built by python scripts/make_demo_dataset.py)"
+            )
+        if Path(opt.name).name != opt.name or opt.name in ("", ".", ".."):
+            raise OptionError(f"--name {opt.name!r} must be a plain folder name, without '/' or '..'")
+        parse_gpu_ids(opt.gpu_ids)
+        if opt.preprocess == "resize_and_crop" and opt.crop_size > opt.load_size:
+            raise OptionError(
+                f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: the crop must fit in the resized image"
+            )
+
+    # -- checkpoint agreement --------------------------------------------------------------------
+    @staticmethod
+    def adopt_architecture(opt: argparse.Namespace, explicit: set[str], network_file: Path) -> None:
+        """Take the architecture stored in ``network_file``; an explicit flag that contradicts it is an error."""
+        stored = checkpoint.read_architecture(network_file)
+        if stored is None:
+            return
+        conflicts = []
+        for key, value in stored.items():
+            if key in explicit and getattr(opt, key, value) != value:
+                conflicts.append(f"--{key} {getattr(opt, key)} (the checkpoint has {value})")
+            elif hasattr(opt, key):
+                setattr(opt, key, value)
+        if conflicts:
+            raise OptionError(
+                f"options contradict checkpoint {network_file}: {'; '.join(conflicts)}. "
+                "Drop these flags: the checkpoint's architecture is used automatically."
+            )
+
+    @staticmethod
+    def read_saved_options(directory: Path, stem: str = "train_opt") -> dict[str, Any]:
+        """The options saved by an earlier run (empty if there are none)."""
+        path = Path(directory) / f"{stem}.json"
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"cannot read saved options {path}: {error}") from error
+
+    # -- reporting -------------------------------------------------------------------------------
+    def format_options(self, opt: argparse.Namespace) -> str:
+        """One line per option; values that differ from the default show the default."""
+        lines = ["---------------- options ----------------"]
+        for key, value in sorted(vars(opt).items()):
+            default = self.defaults.get(key, value)
+            note = f"  [default: {default}]" if value != default else ""
+            lines.append(f"{key:>22}: {value}{note}")
+        lines.append("-----------------------------------------")
+        return "\n".join(lines)
+
+    def save_options(self, opt: argparse.Namespace, directory: Path, stem: str) -> None:
+        """Write ``<stem>.txt`` (for people) and ``<stem>.json`` (for programs) into ``directory``."""
+        directory = Path(directory)
+        write_text_atomic(directory / f"{stem}.txt", self.format_options(opt) + "\n")
+        write_text_atomic(directory / f"{stem}.json", json.dumps(vars(opt), indent=2, sort_keys=True) + "\n")

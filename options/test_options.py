@@ -1,0 +1,65 @@
+"""Flags of ``test.py``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from models import checkpoint
+from options.base_options import BaseOptions, positive_int
+from util.errors import CheckpointError
+
+#: What a test run takes from the training run's saved options (besides the architecture,
+#: which comes from the checkpoint file itself).
+_INHERITED = ("model", "dataroot", "direction")
+
+
+class TestOptions(BaseOptions):
+    """Inference flags. The model type, dataset folder and architecture come from the trained
+    experiment, so ``test.py --name X --epoch all`` needs nothing else."""
+
+    is_train = False
+    description = "Translate test images with a trained model, for one, the latest or every saved epoch."
+
+    def initialize(self, parser: argparse.ArgumentParser) -> None:
+        super().initialize(parser)
+        parser.set_defaults(
+            dataset_mode="single", preprocess="none", no_flip=True, serial_batches=True, num_threads=0, epoch="latest"
+        )
+        testing = parser.add_argument_group("testing")
+        testing.add_argument(
+            "--results_dir", default="results", help="results go to <results_dir>/<name>/<phase>_<epoch>/"
+        )
+        testing.add_argument("--phase", default="test", help="data subfolder to translate: <dataroot>/<phase>A")
+        testing.add_argument(
+            "--num_test", type=positive_int, default=None, help="translate at most this many images (default all)"
+        )
+        testing.add_argument(
+            "--eval", action="store_true", help="evaluation mode (batch norm uses running statistics, no dropout)"
+        )
+
+    def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
+        saved = self.read_saved_options(Path(known.checkpoints_dir) / known.name)
+        defaults = {key: saved[key] for key in _INHERITED if key in saved}
+        defaults.setdefault("model", "test")
+        return defaults
+
+    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        directory = Path(opt.checkpoints_dir) / opt.name
+        self.adopt_architecture(opt, explicit, self.reference_network_file(directory, opt.epoch))
+
+    @staticmethod
+    def reference_network_file(directory: Path, epoch: str) -> Path:
+        """The G_A file whose stored architecture the test run adopts (the newest for ``all``)."""
+        if epoch == "all":
+            epochs = checkpoint.saved_epochs(directory, "G_A")
+            label = str(epochs[-1]) if epochs else "latest"
+        else:
+            label = epoch
+        path = checkpoint.network_path(directory, label, "G_A")
+        if not path.is_file():
+            raise CheckpointError(
+                f"no checkpoint for epoch {label!r} ({path}); {checkpoint.describe_available(directory, 'G_A')}"
+            )
+        return path

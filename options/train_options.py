@@ -1,0 +1,96 @@
+"""Flags of ``train.py``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from models import checkpoint
+from models.networks import GAN_MODES, LR_POLICIES
+from options.base_options import BaseOptions, nonnegative_int, positive_float, positive_int
+from util.errors import CheckpointError, OptionError
+
+#: Options that belong to one invocation, not to the experiment: never taken from a saved run.
+_PER_INVOCATION = {
+    "continue_train",
+    "epoch",
+    "gpu_ids",
+    "num_threads",
+    "verbose",
+    "display_id",
+    "display_server",
+    "display_port",
+    "display_env",
+    "print_freq",
+    "is_train",
+}
+
+
+class TrainOptions(BaseOptions):
+    """Training flags. With ``--continue_train`` the saved run's options become the defaults,
+    so ``train.py --name X --continue_train`` resumes with the same settings; a flag given
+    again overrides them, except architecture flags, which must match the checkpoint."""
+
+    is_train = True
+    description = "Train an unpaired image-to-image translation model (CycleGAN family)."
+
+    def initialize(self, parser: argparse.ArgumentParser) -> None:
+        super().initialize(parser)
+        parser.set_defaults(model="cycle_gan")
+        training = parser.add_argument_group("training")
+        training.add_argument("--phase", default="train", help="data subfolders to use: <phase>A, <phase>B")
+        training.add_argument(
+            "--n_epochs", type=nonnegative_int, default=100, help="epochs at the initial learning rate"
+        )
+        training.add_argument(
+            "--n_epochs_decay", type=nonnegative_int, default=100, help="epochs of learning-rate decay after that"
+        )
+        training.add_argument("--lr", type=positive_float, default=0.0002, help="initial Adam learning rate")
+        training.add_argument("--beta1", type=float, default=0.5, help="Adam momentum term")
+        training.add_argument("--gan_mode", choices=GAN_MODES, default="lsgan", help="adversarial loss")
+        training.add_argument("--lr_policy", choices=LR_POLICIES, default="linear", help="learning-rate schedule")
+        training.add_argument(
+            "--lr_step_size", type=positive_int, default=50, help="epochs between x0.1 steps with --lr_policy step"
+        )
+        training.add_argument(
+            "--continue_train", action="store_true", help="resume the experiment from --epoch (default latest)"
+        )
+
+        output = parser.add_argument_group("progress and saving")
+        output.add_argument("--print_freq", type=positive_int, default=100, help="iterations between loss reports")
+        output.add_argument(
+            "--save_epoch_freq", type=positive_int, default=5, help="keep a numbered checkpoint every this many epochs"
+        )
+        output.add_argument("--display_id", type=int, default=0, help="visdom window id; > 0 turns on the live display")
+        output.add_argument("--display_server", default="http://localhost", help="visdom server address")
+        output.add_argument("--display_port", type=positive_int, default=8097, help="visdom server port")
+        output.add_argument("--display_env", default="main", help="visdom environment")
+
+    def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
+        if not known.continue_train:
+            return {}
+        saved = self.read_saved_options(Path(known.checkpoints_dir) / known.name)
+        return {key: value for key, value in saved.items() if key not in _PER_INVOCATION}
+
+    def validate(self, opt: argparse.Namespace) -> None:
+        super().validate(opt)
+        if opt.n_epochs + opt.n_epochs_decay < 1:
+            raise OptionError("--n_epochs + --n_epochs_decay must be at least 1")
+
+    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        directory = Path(opt.checkpoints_dir) / opt.name
+        if not opt.continue_train:
+            existing = sorted(path.name for path in directory.glob("*_net_*.pth"))
+            if existing:
+                raise OptionError(
+                    f"experiment {opt.name!r} already has checkpoints in {directory} ({len(existing)} files); "
+                    "resume it with --continue_train, choose another --name, or delete that folder to start over"
+                )
+            return
+        network_file = checkpoint.network_path(directory, opt.epoch, "G_A")
+        if not network_file.is_file():
+            raise CheckpointError(
+                f"--continue_train: no checkpoint {network_file}; {checkpoint.describe_available(directory, 'G_A')}"
+            )
+        self.adopt_architecture(opt, explicit, network_file)

@@ -1,0 +1,1 @@
+"""Command-line tools beside train.py/test.py: one task each."""

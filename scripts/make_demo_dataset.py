@@ -1,0 +1,131 @@
+"""Build the bundled demo dataset: 128x128 crops of real fluorescence nuclei (A) and H&E (B).
+
+    python scripts/make_demo_dataset.py [--output datasets/demo] [--overwrite]
+
+Writes ``trainA trainB testA testB trainA_GT testA_GT`` and ``manifest.csv`` (where each crop
+came from). Fluorescence is inverted so nuclei are dark as in H&E; instance labels become
+binary masks (0/255). Test crops come from image regions that no training crop touches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
+
+from data.image_io import read_array, write_image
+from util.atomic import write_text_atomic
+from util.errors import CellCycleGANError, DatasetError
+from util.log import setup_logging
+
+logger = logging.getLogger("make_demo_dataset")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCES = PROJECT_ROOT / "datasets" / "sources"
+DEFAULT_OUTPUT = PROJECT_ROOT / "datasets" / "demo"
+FOLDERS = ("trainA", "trainB", "testA", "testB", "trainA_GT", "testA_GT")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of a source image (pixels) and the stride of the crop grid inside it."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    stride: int
+
+    def crop_origins(self, size: int) -> list[tuple[int, int]]:
+        rows = range(self.top, self.top + self.height - size + 1, self.stride)
+        columns = range(self.left, self.left + self.width - size + 1, self.stride)
+        return [(row, column) for row in rows for column in columns]
+
+
+# Fluorescence (512x512): the top 384 rows train, the bottom 128 rows test.
+FLUORESCENCE_TRAIN = Region(top=0, left=0, height=384, width=512, stride=64)
+FLUORESCENCE_TEST = Region(top=384, left=0, height=128, width=512, stride=64)
+# H&E (300 rows x 500 columns): the left 372 columns train, the right 128 columns test.
+HE_TRAIN = Region(top=0, left=0, height=300, width=372, stride=34)
+HE_TEST = Region(top=0, left=372, height=300, width=128, stride=43)
+
+
+def normalize_fluorescence(image: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.5) -> np.ndarray:
+    """16-bit fluorescence -> uint8, scaled between robust percentiles and inverted (nuclei dark)."""
+    low, high = np.percentile(image, [low_percentile, high_percentile])
+    scaled = np.clip((image.astype(np.float64) - low) / max(high - low, 1e-12), 0.0, 1.0)
+    return np.round((1.0 - scaled) * 255).astype(np.uint8)
+
+
+def build_demo_dataset(
+    output: Path = DEFAULT_OUTPUT, sources: Path = DEFAULT_SOURCES, crop_size: int = 128, overwrite: bool = False
+) -> dict[str, int]:
+    """Write the demo dataset into ``output``; return the number of images per folder."""
+    output, sources = Path(output), Path(sources)
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"{output} already holds data; pass --overwrite to rebuild it")
+        shutil.rmtree(output)
+
+    fluorescence = normalize_fluorescence(read_array(sources / "fluo_nuclei_dsb2018" / "image.tif"))
+    labels = read_array(sources / "fluo_nuclei_dsb2018" / "labels.tif")
+    if labels.shape != fluorescence.shape:
+        raise DatasetError(f"labels {labels.shape} and image {fluorescence.shape} differ in size")
+    mask = np.where(labels > 0, 255, 0).astype(np.uint8)
+    he = read_array(sources / "he_tcia" / "he.jpg")
+
+    manifest: list[dict[str, object]] = []
+    jobs = [
+        ("train", "A", "fluo", fluorescence, mask, FLUORESCENCE_TRAIN),
+        ("test", "A", "fluo", fluorescence, mask, FLUORESCENCE_TEST),
+        ("train", "B", "he", he, None, HE_TRAIN),
+        ("test", "B", "he", he, None, HE_TEST),
+    ]
+    for split, domain, prefix, image, ground_truth, region in jobs:
+        for row, column in region.crop_origins(crop_size):
+            name = f"{prefix}_r{row:03d}_c{column:03d}.png"
+            window = (slice(row, row + crop_size), slice(column, column + crop_size))
+            write_image(output / f"{split}{domain}" / name, image[window])
+            if ground_truth is not None:
+                write_image(output / f"{split}{domain}_GT" / name, ground_truth[window])
+            manifest.append(
+                {"split": split, "domain": domain, "file": name, "top": row, "left": column, "size": crop_size}
+            )
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["split", "domain", "file", "top", "left", "size"])
+    writer.writeheader()
+    writer.writerows(manifest)
+    write_text_atomic(output / "manifest.csv", buffer.getvalue())
+    return {folder: len(list((output / folder).glob("*.png"))) for folder in FOLDERS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="dataset folder to create")
+    parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, help="folder of the bundled source images")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    args = parser.parse_args(argv)
+    try:
+        counts = build_demo_dataset(args.output, args.sources, overwrite=args.overwrite)
+    except CellCycleGANError as error:
+        logger.error("%s", error)
+        return 1
+    logger.info(
+        "demo dataset in %s: %s", args.output, ", ".join(f"{folder} {count}" for folder, count in counts.items())
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""test.py end to end: every epoch, no repeated flags, clear errors, original sizes."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+import test as test_driver
+from models import checkpoint
+from models.networks import define_generator
+
+
+def run(checkpoints: Path, name: str, results: Path, *extra: str) -> int:
+    return test_driver.main(
+        ["--name", name, "--checkpoints_dir", str(checkpoints), "--results_dir", str(results), *extra]
+    )
+
+
+def test_epoch_all_writes_every_saved_epoch(
+    trained_experiment: tuple[Path, str], small_root: Path, tmp_path: Path
+) -> None:
+    checkpoints, name = trained_experiment
+    assert run(checkpoints, name, tmp_path, "--epoch", "all") == 0  # no architecture flags needed
+    stems = sorted(path.stem for path in (small_root / "testA").iterdir())
+    for epoch in ("1", "2"):
+        folder = tmp_path / name / f"test_{epoch}"
+        expected = {f"{stem}_{visual}.png" for stem in stems for visual in ("real_A", "fake_B", "rec_A")}
+        assert {path.name for path in (folder / "images").iterdir()} == expected
+        page = (folder / "index.html").read_text()
+        assert all(f"images/{file}" in page for file in expected)
+        with Image.open(folder / "images" / f"{stems[0]}_fake_B.png") as fake:
+            assert fake.mode == "RGB" and fake.size == (128, 128)
+        with Image.open(folder / "images" / f"{stems[0]}_rec_A.png") as reconstruction:
+            assert reconstruction.mode == "L"
+    index = (tmp_path / name / "index.html").read_text()
+    assert index.index("test_1/index.html") < index.index("test_2/index.html")
+    fake_1 = np.asarray(Image.open(tmp_path / name / "test_1" / "images" / f"{stems[0]}_fake_B.png"))
+    fake_2 = np.asarray(Image.open(tmp_path / name / "test_2" / "images" / f"{stems[0]}_fake_B.png"))
+    assert not np.array_equal(fake_1, fake_2)  # each epoch's own weights were used
+    assert (tmp_path / name / "test_opt.json").is_file()
+
+
+def test_num_test_and_test_model(trained_experiment: tuple[Path, str], tmp_path: Path) -> None:
+    checkpoints, name = trained_experiment
+    assert run(checkpoints, name, tmp_path, "--model", "test", "--num_test", "2", "--eval") == 0
+    files = sorted(path.name for path in (tmp_path / name / "test_latest" / "images").iterdir())
+    assert len(files) == 4 and all(file.endswith(("_real_A.png", "_fake_B.png")) for file in files)
+
+
+def test_contradicting_flag_names_both_values(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    assert run(checkpoints, name, tmp_path, "--ngf", "64", "--netG", "resnet_6blocks") == 1
+    assert "--ngf 64 (the checkpoint has 4)" in caplog.text and "--netG" not in caplog.text.split("contradict")[1]
+
+
+def test_missing_epoch_lists_the_saved_ones(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    assert run(checkpoints, name, tmp_path, "--epoch", "7") == 1
+    assert "no checkpoint for epoch '7'" in caplog.text and "available epochs in" in caplog.text
+    assert caplog.text.rstrip().endswith("1, 2, latest")
+
+
+def test_checkpoint_from_another_architecture_is_explained(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    shutil.copytree(checkpoints / name, tmp_path / "ckpt" / name)
+    foreign = define_generator("resnet_6blocks", 3, 1, ngf=16).state_dict()  # a bare file of another model
+    torch.save(foreign, checkpoint.network_path(tmp_path / "ckpt" / name, "1", "G_B"))
+    assert run(tmp_path / "ckpt", name, tmp_path / "results", "--epoch", "1") == 1
+    assert "does not fit this network" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_original_size_and_16bit_input_are_kept(trained_experiment: tuple[Path, str], tmp_path: Path) -> None:
+    checkpoints, name = trained_experiment
+    images = tmp_path / "images"
+    images.mkdir()
+    source = Path(__file__).resolve().parents[1] / "datasets" / "sources" / "fluo_nuclei_dsb2018" / "image.tif"
+    tifffile.imwrite(images / "odd.tif", tifffile.imread(source)[:389, :501])  # 16-bit, odd size
+    assert run(checkpoints, name, tmp_path / "results", "--dataroot", str(images)) == 0
+    with Image.open(tmp_path / "results" / name / "test_latest" / "images" / "odd_fake_B.png") as fake:
+        assert fake.size == (501, 389)
+    real = np.asarray(Image.open(tmp_path / "results" / name / "test_latest" / "images" / "odd_real_A.png"))
+    assert real.min() == 0 and real.max() == 255  # the 16-bit range was stretched, not clipped

@@ -1,0 +1,155 @@
+"""train.py end to end: outputs, exact resume, and every bad input answered in one clear line."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import train
+from tests.helpers import REPO_ROOT, train_arguments
+
+
+def test_training_writes_checkpoints_logs_page_and_plot(trained_experiment: tuple[Path, str]) -> None:
+    checkpoints, name = trained_experiment
+    experiment = checkpoints / name
+    for label in ("1", "2", "latest"):
+        for network in ("G_A", "G_B", "D_A", "D_B"):
+            assert (experiment / f"{label}_net_{network}.pth").is_file()
+        assert (experiment / f"{label}_training_state.pth").is_file()
+    assert json.loads((experiment / "train_opt.json").read_text())["ngf"] == 4
+    assert "ngf: 4  [default: 64]" in (experiment / "train_opt.txt").read_text()
+    rows = (experiment / "loss_log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,iteration,progress,lr,seconds_per_iteration,D_A,G_A,cycle_A,idt_A")
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # one report at the end of each epoch
+    assert "(epoch: 2, iters: 3," in (experiment / "loss_log.txt").read_text()
+    with Image.open(experiment / "loss_curves.png") as plot:
+        assert plot.format == "PNG"
+    page = (experiment / "web" / "index.html").read_text()
+    assert page.index("Epoch 2") < page.index("Epoch 1")  # newest first
+    for image in ("epoch0001_real_A.png", "epoch0002_fake_B.png", "epoch0002_rec_A.png"):
+        assert f"images/{image}" in page and (experiment / "web" / "images" / image).is_file()
+    with Image.open(experiment / "web" / "images" / "epoch0002_fake_B.png") as fake:
+        assert fake.mode == "RGB" and fake.size == (32, 32)  # a training-size crop
+
+
+def _state(experiment: Path, label: str) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for network in ("G_A", "G_B", "D_A", "D_B"):
+        payload = torch.load(experiment / f"{label}_net_{network}.pth", weights_only=True)
+        tensors.update({f"{network}.{key}": value for key, value in payload["state_dict"].items()})
+    state = torch.load(experiment / f"{label}_training_state.pth", weights_only=True)
+    for name, optimizer in state["optimizers"].items():
+        for index, slots in optimizer["state"].items():
+            tensors.update({f"{name}.{index}.{slot}": value for slot, value in slots.items()})
+    return tensors
+
+
+def test_interrupted_run_resumes_bit_for_bit(small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    schedule = ["--n_epochs", "1", "--n_epochs_decay", "2", "--deterministic", "--save_epoch_freq", "10"]
+    assert train.main(train_arguments(small_root, tmp_path, "straight", *schedule)) == 0
+
+    original_epoch = train.train_one_epoch
+
+    def interrupt_at_epoch_3(*args: object, **kwargs: object) -> float:
+        if args[3] == 3:
+            raise KeyboardInterrupt
+        return original_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupt_at_epoch_3)
+    assert train.main(train_arguments(small_root, tmp_path, "interrupted", *schedule)) == 130
+    monkeypatch.setattr(train, "train_one_epoch", original_epoch)
+    # Resume with no flags but the experiment: options, architecture and schedule come from the checkpoint.
+    resume = ["--name", "interrupted", "--checkpoints_dir", str(tmp_path), "--continue_train", "--num_threads", "1"]
+    assert train.main(resume) == 0
+
+    straight, resumed = _state(tmp_path / "straight", "latest"), _state(tmp_path / "interrupted", "latest")
+    assert straight.keys() == resumed.keys() and len(straight) > 50
+    different = [key for key in straight if not torch.equal(straight[key], resumed[key])]
+    assert not different, f"resume changed {len(different)} tensors, e.g. {different[:3]}"
+    straight_log = (tmp_path / "straight" / "loss_log.csv").read_text().splitlines()
+    resumed_log = (tmp_path / "interrupted" / "loss_log.csv").read_text().splitlines()
+    strip_time = [[row.split(",")[:4] + row.split(",")[5:] for row in log] for log in (straight_log, resumed_log)]
+    assert strip_time[0] == strip_time[1]
+
+
+def test_finished_run_continues_only_when_extended(
+    trained_experiment: tuple[Path, str], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    checkpoints, name = trained_experiment
+    shutil.copytree(checkpoints / name, tmp_path / name)
+    assert train.main(["--name", name, "--checkpoints_dir", str(tmp_path), "--continue_train"]) == 0
+    assert "epoch 2 of 2 is already done" in caplog.text
+    assert train.main(["--name", name, "--checkpoints_dir", str(tmp_path), "--continue_train", "--n_epochs", "2"]) == 0
+    assert (tmp_path / name / "3_net_G_A.pth").is_file()
+
+
+def test_resume_with_a_contradicting_architecture_is_refused(
+    trained_experiment: tuple[Path, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    assert train.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--continue_train", "--ngf", "8"]) == 1
+    assert "--ngf 8 (the checkpoint has 4)" in caplog.text
+
+
+def test_continue_without_checkpoint_and_restart_over_checkpoint_are_refused(
+    trained_experiment: tuple[Path, str], small_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert train.main(train_arguments(small_root, tmp_path, "new", "--continue_train", "--epoch", "7")) == 1
+    assert "no checkpoint" in caplog.text and "7_net_G_A.pth" in caplog.text
+    checkpoints, name = trained_experiment
+    assert train.main(train_arguments(small_root, checkpoints, name)) == 1
+    assert "already has checkpoints" in caplog.text and "--continue_train" in caplog.text
+
+
+def test_continue_from_a_numbered_epoch(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    shutil.copytree(checkpoints / name, tmp_path / name)
+    assert train.main(["--name", name, "--checkpoints_dir", str(tmp_path), "--continue_train", "--epoch", "1"]) == 0
+    assert "resumed from the end of epoch 1" in caplog.text
+    assert torch.load(tmp_path / name / "latest_training_state.pth", weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing_root", "does not exist. Expected layout"),
+        ("missing_B", "trainB does not exist. Expected layout"),
+        ("empty_B", "trainB contains no images"),
+        ("corrupt_A", "cannot read image"),
+    ],
+)
+def test_bad_data_gives_one_clear_line(
+    small_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, layout: str, message: str
+) -> None:
+    root = tmp_path / "data"
+    if layout != "missing_root":
+        shutil.copytree(small_root / "trainA", root / "trainA")
+    if layout in ("empty_B", "corrupt_A"):
+        (root / "trainB").mkdir()
+    if layout == "corrupt_A":
+        shutil.copytree(small_root / "trainB", root / "trainB", dirs_exist_ok=True)
+        (root / "trainA" / "fluo_r000_c000.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a PNG")
+    arguments = train_arguments(root, tmp_path / "checkpoints", "bad", "--serial_batches", "--num_threads", "1")
+    assert train.main(arguments) == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and message in errors[0].getMessage() and "Traceback" not in errors[0].getMessage()
+    if layout == "corrupt_A":
+        assert "fluo_r000_c000.png" in errors[0].getMessage()
+
+
+def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "train.py", "--dataroot", str(tmp_path / "absent"), "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(error_lines) == 1 and "absent does not exist" in error_lines[0]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,1 @@
+"""Helpers shared by the drivers: errors, logging, atomic files, image pool, reports."""

@@ -1,0 +1,58 @@
+"""Static HTML pages of images (built with dominate), for training previews and test results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dominate
+from dominate import tags
+
+from util.atomic import write_text_atomic
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1em 2em; }
+table { border-collapse: collapse; margin-bottom: 1em; }
+td { padding: 4px; text-align: center; vertical-align: top; font-size: 0.85em; }
+img { image-rendering: pixelated; border: 1px solid #ccc; }
+"""
+
+
+class HTMLPage:
+    """A page of headers, paragraphs and rows of captioned images linked to their files."""
+
+    def __init__(self, title: str, refresh_seconds: int = 0) -> None:
+        self.document = dominate.document(title=title)
+        with self.document.head:
+            tags.style(_STYLE)
+            if refresh_seconds > 0:
+                tags.meta(http_equiv="refresh", content=str(refresh_seconds))
+        with self.document:
+            tags.h1(title)
+
+    def add_header(self, text: str, level: int = 3) -> None:
+        with self.document:
+            getattr(tags, f"h{level}")(text)
+
+    def add_paragraph(self, text: str) -> None:
+        with self.document:
+            tags.p(text)
+
+    def add_link(self, text: str, href: str) -> None:
+        with self.document:
+            tags.p(tags.a(text, href=href))
+
+    def add_images(self, images: list[tuple[str, str]], width: int) -> None:
+        """One table row of images; each item is (path relative to the page, caption)."""
+        with self.document, tags.table(), tags.tr():
+            for path, caption in images:
+                with tags.td():
+                    with tags.a(href=path):
+                        tags.img(src=path, style=f"width:{width}px", alt=caption)
+                    tags.br()
+                    tags.span(caption)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the page atomically and return its path."""
+        write_text_atomic(path, self.document.render())
+        return Path(path)

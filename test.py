@@ -15,17 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from data import create_dataloader, create_dataset
 from data.image_io import write_image
 from data.transforms import to_uint8_image
 from models import checkpoint, create_model
 from models.base_model import BaseModel
 from options.test_options import TestOptions
-from util.errors import CellCycleGANError, user_message
+from util.cli import run_command
 from util.html import HTMLPage
-from util.log import setup_logging
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
 
@@ -120,19 +117,13 @@ def _epoch_folder_order(folder: str) -> tuple[int, int, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 success, 1 user error)."""
-    setup_logging()
-    options = TestOptions()
-    try:
-        opt = options.parse(argv)
-        setup_logging(opt.verbose)
-        logger.info("options\n%s", options.format_options(opt))
-        options.save_options(opt, Path(opt.results_dir) / opt.name, "test_opt")
-        with logging_redirect_tqdm():
-            run_test(opt)
-    except CellCycleGANError as error:
-        logger.error("%s", user_message(error))
-        return 1
-    return 0
+    return run_command(
+        TestOptions(),
+        argv,
+        run_test,
+        options_folder=lambda opt: Path(opt.results_dir) / opt.name,
+        options_stem="test_opt",
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader, default_collate
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import create_dataloader, create_dataset
 from data.sampler import EpochSampler
@@ -28,8 +27,8 @@ from data.transforms import to_uint8_image
 from models import create_model
 from models.base_model import BaseModel
 from options.train_options import TrainOptions
-from util.errors import CellCycleGANError, user_message
-from util.log import setup_logging
+from util.cli import run_command
+from util.loss_log import LossReport
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
 from util.training_report import TrainingReport
@@ -99,32 +98,40 @@ def train_one_epoch(
 ) -> float:
     """Train one epoch and return the mean generator objective.
 
-    Loss values are read from the device only every ``print_freq`` iterations (and at the end
-    of the epoch): reading them forces the host to wait for the device.
+    Each loss report is the mean over the iterations since the previous report (every
+    ``print_freq`` iterations and at the end of the epoch). Losses are summed on the device and
+    read only at reports, since reading a value makes the host wait for the device.
     """
     sampler.set_epoch(epoch)
     model.train_mode()
     iterations = len(loader)
     objective_sum: Any = 0.0
+    loss_sums: dict[str, Any] = {}
     last_report, last_report_iteration = time.perf_counter(), 0
     with progress_bar(loader, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False) as bar:
         for iteration, batch in enumerate(bar, start=1):
             model.set_input(batch)
             model.optimize_parameters()
             objective_sum = objective_sum + model.generator_objective
+            for name, value in model.losses.items():
+                loss_sums[name] = loss_sums.get(name, 0.0) + value
             if iteration % print_freq == 0 or iteration == iterations:
-                losses = model.current_losses()
+                steps = iteration - last_report_iteration
+                losses = {name: float(loss_sums[name]) / steps for name in model.loss_names if name in loss_sums}
+                loss_sums.clear()
                 now = time.perf_counter()
-                seconds_per_iteration = (now - last_report) / (iteration - last_report_iteration)
+                seconds_per_iteration = (now - last_report) / steps
                 last_report, last_report_iteration = now, iteration
                 bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()}, refresh=False)
                 report.log_losses(
-                    epoch,
-                    iteration,
-                    epoch - 1 + iteration / iterations,
-                    model.learning_rate(),
-                    seconds_per_iteration,
-                    losses,
+                    LossReport(
+                        epoch=epoch,
+                        iteration=iteration,
+                        progress=epoch - 1 + iteration / iterations,
+                        learning_rate=model.learning_rate(),
+                        seconds_per_iteration=seconds_per_iteration,
+                        losses=losses,
+                    )
                 )
     return float(objective_sum) / max(1, iterations)
 
@@ -140,23 +147,15 @@ def preview_images(model: BaseModel, batch: dict[str, Any]) -> dict[str, np.ndar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 success, 1 user error)."""
-    setup_logging()
-    options = TrainOptions()
-    try:
-        opt = options.parse(argv)
-        setup_logging(opt.verbose)
-        logger.info("options\n%s", options.format_options(opt))
-        options.save_options(opt, Path(opt.checkpoints_dir) / opt.name, "train_opt")
-        with logging_redirect_tqdm():
-            train(opt)
-    except CellCycleGANError as error:
-        logger.error("%s", user_message(error))
-        return 1
-    except KeyboardInterrupt:
-        logger.warning("interrupted; the last finished epoch is saved: resume with --continue_train")
-        return 130
-    return 0
+    """Command-line entry point; returns the exit status (0 success, 1 user error, 130 interrupted)."""
+    return run_command(
+        TrainOptions(),
+        argv,
+        train,
+        options_folder=lambda opt: Path(opt.checkpoints_dir) / opt.name,
+        options_stem="train_opt",
+        interrupted_hint="interrupted; the last finished epoch is saved: resume with --continue_train",
+    )
 
 
 if __name__ == "__main__":

@@ -136,8 +136,9 @@ class BaseModel(ABC):
     def save(self, epoch: int, numbered: bool) -> None:
         """Save the networks and the training state as ``latest`` (and as ``<epoch>`` if ``numbered``).
 
-        Each file is atomic, and the training state, which records the epoch, is written after
-        the networks: a crash mid-save leaves a state that still matches complete files.
+        Each file is written atomically; the numbered set is complete before ``latest`` is touched,
+        and every file records its epoch, so a crash between two files is detected on resume
+        (which then names the complete epochs to resume from) rather than silently mixing epochs.
         """
         labels = ([str(epoch)] if numbered else []) + ["latest"]
         architecture = checkpoint.architecture_of(self.opt)

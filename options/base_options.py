@@ -177,12 +177,14 @@ class BaseOptions:
             description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
         )
         self.initialize(parser)
-        saved = self.saved_defaults(parser.parse_known_args(argv)[0])
+        # The early passes only find the model and dataset; --help waits for the full parser.
+        probe = [token for token in argv if token not in ("-h", "--help")]
+        saved = self.saved_defaults(parser.parse_known_args(probe)[0])
 
         def parse_known_with_saved_defaults() -> argparse.Namespace:
-            names = vars(parser.parse_known_args(argv)[0])
+            names = vars(parser.parse_known_args(probe)[0])
             parser.set_defaults(**{key: value for key, value in saved.items() if key in names})
-            return parser.parse_known_args(argv)[0]
+            return parser.parse_known_args(probe)[0]
 
         known = parse_known_with_saved_defaults()
         if known.model is None:

@@ -49,18 +49,22 @@ def _state(experiment: Path, label: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def test_interrupted_run_resumes_bit_for_bit(small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("interrupted_epoch", [2, 3])
+def test_interrupted_run_resumes_bit_for_bit(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_epoch: int
+) -> None:
+    """3 epochs straight equal (interrupted_epoch - 1) epochs, a resume, and the rest, bit for bit."""
     schedule = ["--n_epochs", "1", "--n_epochs_decay", "2", "--deterministic", "--save_epoch_freq", "10"]
     assert train.main(train_arguments(small_root, tmp_path, "straight", *schedule)) == 0
 
     original_epoch = train.train_one_epoch
 
-    def interrupt_at_epoch_3(*args: object, **kwargs: object) -> float:
-        if args[3] == 3:
+    def interrupt(*args: object, **kwargs: object) -> float:
+        if args[3] == interrupted_epoch:
             raise KeyboardInterrupt
         return original_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", interrupt_at_epoch_3)
+    monkeypatch.setattr(train, "train_one_epoch", interrupt)
     assert train.main(train_arguments(small_root, tmp_path, "interrupted", *schedule)) == 130
     monkeypatch.setattr(train, "train_one_epoch", original_epoch)
     # Resume with no flags but the experiment: options, architecture and schedule come from the checkpoint.
@@ -75,6 +79,47 @@ def test_interrupted_run_resumes_bit_for_bit(small_root: Path, tmp_path: Path, m
     resumed_log = (tmp_path / "interrupted" / "loss_log.csv").read_text().splitlines()
     strip_time = [[row.split(",")[:4] + row.split(",")[5:] for row in log] for log in (straight_log, resumed_log)]
     assert strip_time[0] == strip_time[1]
+
+
+def test_loss_reports_are_means_since_the_previous_report() -> None:
+    class FakeModel:
+        def __init__(self) -> None:
+            self.loss_names = ["G_A", "D_A"]
+            self.step = 0
+            self.losses: dict[str, torch.Tensor] = {}
+            self.generator_objective = torch.zeros(())
+
+        def train_mode(self) -> None:
+            pass
+
+        def set_input(self, batch: int) -> None:
+            self.step = batch
+
+        def optimize_parameters(self) -> None:
+            self.losses = {"G_A": torch.tensor(float(self.step)), "D_A": torch.tensor(1.0)}
+            self.generator_objective = torch.tensor(2.0 * self.step)
+
+        def learning_rate(self) -> float:
+            return 1e-3
+
+    class Sampler:
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+    class Report:
+        def __init__(self) -> None:
+            self.reports: list = []
+
+        def log_losses(self, report: object) -> None:
+            self.reports.append(report)
+
+    report = Report()
+    mean_objective = train.train_one_epoch(FakeModel(), [1, 2, 3, 4, 5], Sampler(), 2, 4, report, print_freq=2)
+    assert mean_objective == pytest.approx(6.0)
+    assert [r.losses["G_A"] for r in report.reports] == [1.5, 3.5, 5.0]  # means of 1,2 / 3,4 / 5
+    assert [r.losses["D_A"] for r in report.reports] == [1.0, 1.0, 1.0]
+    assert [r.iteration for r in report.reports] == [2, 4, 5]
+    assert [r.progress for r in report.reports] == pytest.approx([1.4, 1.8, 2.0])
 
 
 def test_finished_run_continues_only_when_extended(

@@ -12,8 +12,8 @@ from util.atomic import write_text_atomic
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1em 2em; }
-table { border-collapse: collapse; margin-bottom: 1em; }
-td { padding: 4px; text-align: center; vertical-align: top; font-size: 0.85em; }
+.row { display: flex; flex-wrap: wrap; gap: 8px; margin-bottom: 1em; }
+figure { margin: 0; text-align: center; font-size: 0.85em; }
 img { image-rendering: pixelated; border: 1px solid #ccc; }
 """
 
@@ -43,14 +43,13 @@ class HTMLPage:
             tags.p(tags.a(text, href=href))
 
     def add_images(self, images: list[tuple[str, str]], width: int) -> None:
-        """One table row of images; each item is (path relative to the page, caption)."""
-        with self.document, tags.table(), tags.tr():
+        """One row of images (wrapping on narrow screens); each item is (path relative to the page, caption)."""
+        with self.document, tags.div(cls="row"):
             for path, caption in images:
-                with tags.td():
+                with tags.figure():
                     with tags.a(href=path):
                         tags.img(src=path, style=f"width:{width}px", alt=caption)
-                    tags.br()
-                    tags.span(caption)
+                    tags.figcaption(caption)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page atomically and return its path."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from util.atomic import write_text_atomic
@@ -12,11 +13,30 @@ from util.atomic import write_text_atomic
 _FIXED_COLUMNS = ["epoch", "iteration", "progress", "lr", "seconds_per_iteration"]
 
 
+@dataclass(frozen=True)
+class LossReport:
+    """Mean losses over the iterations since the previous report."""
+
+    epoch: int
+    iteration: int  # within the epoch, counted from 1
+    progress: float  # fractional epoch: 2.5 = half way through epoch 3
+    learning_rate: float
+    seconds_per_iteration: float
+    losses: dict[str, float]
+
+    def text_line(self) -> str:
+        losses = " ".join(f"{name}: {value:.3f}" for name, value in self.losses.items())
+        return (
+            f"(epoch: {self.epoch}, iters: {self.iteration}, lr: {self.learning_rate:.3g}, "
+            f"time/iter: {self.seconds_per_iteration:.3f}s) {losses}"
+        )
+
+
 class LossLog:
     """Appends loss reports to ``loss_log.txt`` and ``loss_log.csv`` in ``directory``.
 
-    ``progress`` is the fractional epoch (e.g. 2.5 = half way through epoch 3), the x-axis
-    of the loss plots. On resume, :meth:`start` drops CSV rows of epochs that were not
+    Each row is a :class:`LossReport`: losses averaged since the previous report, at a
+    fractional epoch (``progress``, the x-axis of the loss plots). On resume, :meth:`start` drops CSV rows of epochs that were not
     finished, so the curves show exactly the history of the weights being trained.
     """
 
@@ -37,30 +57,19 @@ class LossLog:
         with open(self.text_path, "a", encoding="utf-8") as text:
             text.write(f"================ training {verb} ({time.strftime('%Y-%m-%d %H:%M:%S')}) ================\n")
 
-    def record(
-        self,
-        epoch: int,
-        iteration: int,
-        progress: float,
-        lr: float,
-        seconds_per_iteration: float,
-        losses: dict[str, float],
-    ) -> str:
+    def record(self, report: LossReport) -> str:
         """Append one report to both files and return its text line."""
         row = {
-            "epoch": epoch,
-            "iteration": iteration,
-            "progress": f"{progress:.4f}",
-            "lr": f"{lr:.3g}",
-            "seconds_per_iteration": f"{seconds_per_iteration:.4f}",
-            **{name: f"{value:.5f}" for name, value in losses.items()},
+            "epoch": report.epoch,
+            "iteration": report.iteration,
+            "progress": f"{report.progress:.4f}",
+            "lr": f"{report.learning_rate:.3g}",
+            "seconds_per_iteration": f"{report.seconds_per_iteration:.4f}",
+            **{name: f"{value:.5f}" for name, value in report.losses.items()},
         }
         with open(self.csv_path, "a", encoding="utf-8", newline="") as table:
             csv.DictWriter(table, fieldnames=self.columns, extrasaction="ignore", restval="").writerow(row)
-        losses_text = " ".join(f"{name}: {value:.3f}" for name, value in losses.items())
-        line = (
-            f"(epoch: {epoch}, iters: {iteration}, lr: {lr:.3g}, time/iter: {seconds_per_iteration:.3f}s) {losses_text}"
-        )
+        line = report.text_line()
         with open(self.text_path, "a", encoding="utf-8") as text:
             text.write(line + "\n")
         return line

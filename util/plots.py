@@ -15,8 +15,8 @@ from util.atomic import atomic_path
 def plot_loss_curves(rows: list[dict[str, str]], loss_names: list[str], path: Path, title: str) -> Path | None:
     """Draw one panel per loss against the fractional epoch and save a PNG.
 
-    Each panel shows every report as a faint dot and a running mean as a line, because GAN
-    losses are noisy from one iteration to the next. Returns None when there is nothing to draw.
+    Each report is already a mean over many iterations; with many reports a running mean is
+    drawn over them too, because GAN losses stay noisy. Returns None when there is nothing to draw.
     """
     names = [name for name in loss_names if any(row.get(name) for row in rows)]
     if not rows or not names:
@@ -28,9 +28,12 @@ def plot_loss_curves(rows: list[dict[str, str]], loss_names: list[str], path: Pa
     axes = figure.subplots(grid_rows, columns, squeeze=False)
     for axis, name in zip(axes.flat, names, strict=False):
         values = np.array([float(row[name]) if row.get(name) else np.nan for row in rows])
-        axis.plot(progress, values, ".", color="tab:blue", alpha=0.3, markersize=3)
-        window = max(1, len(values) // 20)
-        if window > 1:
+        many = len(values) > 40
+        axis.plot(
+            progress, values, ".-" if not many else ".", color="tab:blue", alpha=0.35 if many else 0.8, markersize=3
+        )
+        if many:
+            window = len(values) // 20
             smooth = np.convolve(np.nan_to_num(values), np.ones(window) / window, mode="valid")
             axis.plot(progress[window - 1 :], smooth, color="tab:red", linewidth=1.5)
         axis.set_title(name, fontsize=10)

@@ -12,7 +12,7 @@ import numpy as np
 
 from data.image_io import write_image
 from util.html import HTMLPage
-from util.loss_log import LossLog
+from util.loss_log import LossLog, LossReport
 from util.plots import plot_loss_curves
 from util.visdom_display import VisdomDisplay
 
@@ -46,19 +46,10 @@ class TrainingReport:
     def start(self, first_epoch: int) -> None:
         self.loss_log.start(first_epoch)
 
-    def log_losses(
-        self,
-        epoch: int,
-        iteration: int,
-        progress: float,
-        lr: float,
-        seconds_per_iteration: float,
-        losses: dict[str, float],
-    ) -> None:
-        line = self.loss_log.record(epoch, iteration, progress, lr, seconds_per_iteration, losses)
-        logger.debug(line)
+    def log_losses(self, report: LossReport) -> None:
+        logger.debug(self.loss_log.record(report))
         if self.display is not None:
-            self.display.plot_losses(progress, losses)
+            self.display.plot_losses(report.progress, report.losses)
 
     def end_epoch(self, epoch: int, samples: dict[str, np.ndarray]) -> None:
         """Save this epoch's sample images (uint8) and refresh the page and the loss plot."""

@@ -19,6 +19,14 @@ def test_defaults_are_gray_to_rgb_cycle_gan(tmp_path: Path) -> None:
     assert (opt.lambda_A, opt.lambda_B, opt.lambda_identity, opt.pool_size) == (10.0, 10.0, 0.5, 50)
 
 
+def test_help_lists_model_and_dataset_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        TrainOptions().parse(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--lambda_identity" in text and "--pool_size" in text and "--n_epochs_decay" in text
+
+
 def test_model_flags_exist_only_for_their_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         InferenceOptions().parse(

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from util.html import HTMLPage
-from util.loss_log import LossLog
+from util.loss_log import LossLog, LossReport
 from util.plots import plot_loss_curves
 from util.visdom_display import VisdomDisplay
 
@@ -17,7 +17,7 @@ from util.visdom_display import VisdomDisplay
 def test_loss_log_records_text_and_csv(tmp_path: Path) -> None:
     log = LossLog(tmp_path, ["G_A", "D_A"])
     log.start(1)
-    log.record(1, 10, 0.5, 2e-4, 0.1, {"G_A": 0.75, "D_A": 0.25})
+    log.record(LossReport(1, 10, 0.5, 2e-4, 0.1, {"G_A": 0.75, "D_A": 0.25}))
     rows = log.read()
     assert rows == [
         {"epoch": "1", "iteration": "10", "progress": "0.5000", "lr": "0.0002", "seconds_per_iteration": "0.1000",
@@ -30,7 +30,7 @@ def test_loss_log_drops_unfinished_epochs_on_resume(tmp_path: Path) -> None:
     log = LossLog(tmp_path, ["G_A"])
     log.start(1)
     for epoch in (1, 2, 3):
-        log.record(epoch, 5, epoch - 0.5, 1e-3, 0.1, {"G_A": float(epoch)})
+        log.record(LossReport(epoch, 5, epoch - 0.5, 1e-3, 0.1, {"G_A": float(epoch)}))
     log.start(3)  # epoch 3 never finished: its rows are gone
     assert [row["epoch"] for row in log.read()] == ["1", "2"]
     assert "resumed at epoch 3" in (tmp_path / "loss_log.txt").read_text()

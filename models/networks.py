@@ -58,10 +58,6 @@ class Generator(nn.Module):
 
     size_multiple = 1
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.body: nn.Module = nn.Identity()
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
         pad_bottom = -height % self.size_multiple
@@ -73,7 +69,8 @@ class Generator(nn.Module):
         return self.run_body(padded)[..., :height, :width]
 
     def run_body(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+        """The network proper, on images whose sizes are multiples of ``size_multiple``."""
+        raise NotImplementedError
 
 
 class ResidualBlock(nn.Module):
@@ -143,6 +140,9 @@ class ResnetGenerator(Generator):
             channels //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, output_nc, kernel_size=7), nn.Tanh()]
         self.body = nn.Sequential(*layers)
+
+    def run_body(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
 
 
 class UnetGenerator(Generator):

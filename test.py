@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch.utils.data import DataLoader
+
 from data import create_dataloader, create_dataset
 from data.image_io import write_image
 from data.transforms import to_uint8_image
@@ -62,7 +64,7 @@ def run_test(opt: argparse.Namespace) -> list[Path]:
     return pages
 
 
-def translate_epoch(model: BaseModel, loader, output: Path, label: str, opt: argparse.Namespace) -> Path:
+def translate_epoch(model: BaseModel, loader: DataLoader, output: Path, label: str, opt: argparse.Namespace) -> Path:
     """Translate the test images with the loaded epoch; write PNGs and the epoch's HTML page."""
     limit = opt.num_test or len(loader.dataset)
     page = HTMLPage(f"{opt.name}: epoch {label}")

@@ -8,7 +8,6 @@ from typing import Any
 
 from models import checkpoint
 from options.base_options import BaseOptions, positive_int
-from util.errors import CheckpointError
 
 #: What a test run takes from the training run's saved options (besides the architecture,
 #: which comes from the checkpoint file itself).
@@ -57,9 +56,4 @@ class TestOptions(BaseOptions):
             label = str(epochs[-1]) if epochs else "latest"
         else:
             label = epoch
-        path = checkpoint.network_path(directory, label, "G_A")
-        if not path.is_file():
-            raise CheckpointError(
-                f"no checkpoint for epoch {label!r} ({path}); {checkpoint.describe_available(directory, 'G_A')}"
-            )
-        return path
+        return checkpoint.require_checkpoint(directory, label, "G_A")

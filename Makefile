@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_NAME ?= demo
 # Small enough to finish in minutes on two CPU cores, large enough to learn the H&E palette.
-DEMO_MODEL := --model cycle_gan --netG resnet_6blocks --ngf 16 --ndf 16
+# seg_cycle_gan reads the nucleus masks of datasets/demo/trainA_GT (--dataset_mode improvedunaligned).
+DEMO_MODEL := --model seg_cycle_gan --netG resnet_6blocks --ngf 16 --ndf 16
 DEMO_SCHEDULE := --n_epochs 10 --n_epochs_decay 10 --save_epoch_freq 5
 
 .PHONY: demo test setup dataset

@@ -27,9 +27,19 @@ class Augmentation:
     resize_to: tuple[int, int] | None = None  # (height, width)
     crop_box: tuple[int, int, int, int] | None = None  # (top, left, height, width)
     flip: bool = False
+    input_size: tuple[int, int] | None = None  # (height, width) of the images it was drawn for
 
     def apply(self, image: torch.Tensor, interpolation: str = "bilinear") -> torch.Tensor:
-        """Apply to a (C, H, W) tensor; use ``interpolation="nearest"`` for masks and labels."""
+        """Apply to a (C, H, W) tensor; use ``interpolation="nearest"`` for masks and labels.
+
+        Every image of a sample must have the size the augmentation was drawn for: a mask of
+        another size would be cropped at the wrong place without any visible error.
+        """
+        if self.input_size is not None and tuple(image.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"augmentation drawn for {self.input_size[1]}x{self.input_size[0]} images applied to a "
+                f"{image.shape[-1]}x{image.shape[-2]} image"
+            )
         if self.resize_to is not None and tuple(image.shape[-2:]) != self.resize_to:
             smooth = interpolation != "nearest"
             image = F.interpolate(
@@ -71,6 +81,7 @@ class Preprocessing:
 
     def draw(self, height: int, width: int, rng: np.random.Generator, source: str = "image") -> Augmentation:
         """Draw the augmentation for one sample whose images are ``height`` x ``width`` pixels."""
+        input_size = (height, width)
         resize_to = self._resized_size(height, width)
         if resize_to is not None:
             height, width = resize_to
@@ -85,7 +96,7 @@ class Preprocessing:
             left = int(rng.integers(0, width - self.crop_size + 1))
             crop_box = (top, left, self.crop_size, self.crop_size)
         flip = bool(self.flip and rng.random() < 0.5)
-        return Augmentation(resize_to, crop_box, flip)
+        return Augmentation(resize_to, crop_box, flip, input_size)
 
     def _resized_size(self, height: int, width: int) -> tuple[int, int] | None:
         if self.mode == "resize_and_crop":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,11 @@ class UnalignedDataset(BaseDataset):
             path_B = self.paths_B[index % len(self.paths_B)]
         else:
             path_B = self.paths_B[int(rng.integers(len(self.paths_B)))]
-        image_A, _ = self.load_image(path_A, self.opt.input_nc, rng)
+        item = self.load_source(path_A, rng)
         image_B, _ = self.load_image(path_B, self.opt.output_nc, rng)
-        return {"A": image_A, "B": image_B, "A_paths": str(path_A), "B_paths": str(path_B)}
+        return {**item, "B": image_B, "B_paths": str(path_B)}
+
+    def load_source(self, path: Path, rng: np.random.Generator) -> dict[str, Any]:
+        """The source-domain part of an item (``A``, ``A_paths``); subclasses add what travels with it."""
+        image, _ = self.load_image(path, self.opt.input_nc, rng)
+        return {"A": image, "A_paths": str(path)}

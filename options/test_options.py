@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from models import checkpoint
-from options.base_options import BaseOptions, positive_int
+from options.base_options import BaseOptions
+from util.arg_types import positive_int
 
 #: What a test run takes from the training run's saved options (besides the architecture,
 #: which comes from the checkpoint file itself).

@@ -8,7 +8,8 @@ from typing import Any
 
 from models import checkpoint
 from models.networks import GAN_MODES, LR_POLICIES
-from options.base_options import BaseOptions, nonnegative_int, positive_float, positive_int
+from options.base_options import BaseOptions
+from util.arg_types import nonnegative_int, positive_float, positive_int
 from util.errors import CheckpointError, OptionError
 
 #: Options that belong to one invocation, not to the experiment: never taken from a saved run.

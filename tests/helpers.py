@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from options.train_options import TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,3 +20,10 @@ def train_arguments(dataroot: Path, checkpoints: Path, name: str, *extra: str) -
         *TINY_MODEL, "--crop_size", "32", "--n_epochs", "1", "--n_epochs_decay", "1", "--save_epoch_freq", "1",
         "--pool_size", "2", *extra,
     ]  # fmt: skip
+
+
+def dataset_options(dataroot: Path, *extra: str) -> argparse.Namespace:
+    """Training options for dataset tests on ``dataroot``; the checkpoint folder is never created."""
+    unused_checkpoints = str(dataroot.parent / "unused_checkpoints")
+    arguments = ["--dataroot", str(dataroot), "--checkpoints_dir", unused_checkpoints, "--gpu_ids", "-1"]
+    return TrainOptions().parse([*arguments, "--num_threads", "0", *extra])

@@ -9,24 +9,8 @@ import torch
 
 from data import create_dataloader, create_dataset, dataset_names, find_dataset_class
 from data.sampler import EpochSampler
-from options.train_options import TrainOptions
+from tests.helpers import dataset_options as options
 from util.errors import DatasetError, ImageReadError, OptionError
-
-
-def options(dataroot: Path, *extra: str):
-    """Training options for ``dataroot``; the checkpoint folder is never created by these tests."""
-    unused_checkpoints = str(dataroot.parent / "unused_checkpoints")
-    arguments = [
-        "--dataroot",
-        str(dataroot),
-        "--checkpoints_dir",
-        unused_checkpoints,
-        "--gpu_ids",
-        "-1",
-        "--num_threads",
-        "0",
-    ]
-    return TrainOptions().parse([*arguments, *extra])
 
 
 def test_factory_lists_valid_names() -> None:

@@ -47,7 +47,11 @@ def test_scale_width_keeps_aspect_ratio() -> None:
 
 def test_none_changes_nothing() -> None:
     augmentation = Preprocessing("none", 0, 0, flip=False).draw(517, 389, np.random.default_rng(0))
-    assert augmentation == Augmentation()
+    assert augmentation == Augmentation(input_size=(517, 389))
+    image = torch.zeros(1, 517, 389)
+    assert torch.equal(augmentation.apply(image), image)
+    with pytest.raises(ValueError, match=r"drawn for 389x517 images applied to a 388x517 image"):
+        augmentation.apply(torch.zeros(1, 517, 388))
 
 
 def test_crop_larger_than_image_is_a_clear_error() -> None:

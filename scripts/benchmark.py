@@ -1,0 +1,493 @@
+"""Time a training iteration and inference of cycle_gan and seg_cycle_gan, and the three extra losses alone.
+
+    python scripts/benchmark.py [--netG resnet_6blocks --ngf 16 --ndf 16] [--gpu_ids -1] [--json results.json]
+
+Both models run at the same configuration on one fixed batch of real demo crops (data loading
+is not timed): ``set_input`` + ``optimize_parameters`` for training, ``G_A`` under
+``torch.no_grad`` in eval mode for inference. After ``--warmup`` calls, ``--repeats`` runs of
+``--iterations`` calls are timed and the median run is reported, so one disturbed run (the CPU
+shared with another job) does not move the result. A second table times the losses of
+:mod:`models.improved_losses` against the NumPy/OpenCV reference of
+:mod:`scripts.reference_losses`, on ``--loss_batch_size`` real crops: ``fake`` = H&E crops,
+``real`` = other H&E crops, ``gray`` = fluorescence crops, ``mask`` = their nucleus masks.
+
+On a CPU shared with other jobs pass ``--threads 1``: several processes each spinning a
+full set of OpenMP threads on the same cores can slow a step tenfold. Each record keeps the
+load average, and a busy CPU is warned about.
+
+Without ``--dataroot`` the bundled ``datasets/demo`` is used, or built into a temporary folder
+if it is missing. Nothing is written to the repository; ``--json`` saves every measurement
+with the device, torch version and date, for comparing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
+
+from data import create_dataset
+from models import create_model, improved_losses
+from models.networks import GENERATOR_TYPES
+from options.train_options import TrainOptions
+from scripts.make_demo_dataset import DEFAULT_OUTPUT, build_demo_dataset
+from scripts.reference_losses import (
+    reference_color_variation_loss,
+    reference_gt_loss,
+    reference_hsv_loss,
+    reference_hsv_loss_numpy,
+)
+from util.arg_types import nonnegative_int, positive_int
+from util.atomic import write_text_atomic
+from util.device import select_device
+from util.errors import CellCycleGANError, DatasetError
+from util.log import setup_logging
+from util.reproducibility import seed_everything
+
+logger = logging.getLogger("benchmark")
+
+MODELS = ("cycle_gan", "seg_cycle_gan")
+#: The keys every model record of the JSON output has (tests and comparisons rely on them).
+REQUIRED_KEYS = (
+    "kind",
+    "model",
+    "device",
+    "device_name",
+    "torch",
+    "date",
+    "netG",
+    "ngf",
+    "ndf",
+    "batch_size",
+    "crop_size",
+    "amp",
+    "channels_last",
+    "compile",
+    "seconds_per_iteration",
+    "train_images_per_s",
+    "infer_seconds_per_batch",
+    "infer_images_per_s",
+)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to measure; the defaults are the project's default architecture on one 128x128 crop."""
+
+    dataroot: Path
+    models: tuple[str, ...] = MODELS
+    netG: str = "resnet_9blocks"
+    ngf: int = 64
+    ndf: int = 64
+    batch_size: int = 1
+    crop_size: int = 128
+    iterations: int = 10
+    warmup: int = 2
+    repeats: int = 3
+    gpu_ids: str = "auto"
+    loss_batch_size: int = 4
+    loss_iterations: int | None = None  # None: --iterations
+    losses: bool = True
+    amp: str = "none"  # mixed precision is not implemented yet: every timing is fp32
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer read afterwards includes it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(
+    step: Callable[[], object], device: torch.device, iterations: int, warmup: int, repeats: int
+) -> float:
+    """Median over ``repeats`` runs of the mean seconds per ``step()`` call, after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    runs = []
+    for _ in range(repeats):
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        synchronize(device)
+        runs.append((time.perf_counter() - started) / iterations)
+    return statistics.median(runs)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model (the number that makes two CPU timings comparable)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average of the machine (None where unknown): a busy CPU makes timings slow and noisy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+# -- models ---------------------------------------------------------------------------------------
+def model_options(config: BenchmarkConfig, model: str, checkpoints: Path, batch_size: int) -> argparse.Namespace:
+    """The training options of ``model`` at the benchmark's configuration, through the project's own parser."""
+    argv = [
+        "--model", model, "--name", model, "--dataroot", str(config.dataroot), "--checkpoints_dir", str(checkpoints),
+        "--gpu_ids", config.gpu_ids, "--num_threads", "0", "--netG", config.netG, "--ngf", str(config.ngf),
+        "--ndf", str(config.ndf), "--batch_size", str(batch_size), "--crop_size", str(config.crop_size),
+    ]  # fmt: skip
+    return TrainOptions().parse(argv)
+
+
+def real_batch(opt: argparse.Namespace, size: int, seed_offset: int = 0) -> dict[str, Any]:
+    """``size`` real samples of the training data, the same ones on every run."""
+    dataset = create_dataset(opt)
+    return default_collate([dataset[(index, seed_offset + index)] for index in range(size)])
+
+
+def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> dict[str, Any]:
+    """One model's training-iteration and inference timings, as a JSON record."""
+    opt = model_options(config, model_name, checkpoints, config.batch_size)
+    batch = real_batch(opt, config.batch_size)
+    seed_everything(opt.seed)  # both models start from the same weights
+    model = create_model(opt)
+    model.setup()
+    device = model.device
+    counts = dict(iterations=config.iterations, warmup=config.warmup, repeats=config.repeats)
+
+    def train_step() -> None:
+        model.set_input(batch)
+        model.optimize_parameters()
+
+    logger.info("timing %s training on %s", model_name, device)
+    model.train_mode()
+    train_seconds = median_seconds(train_step, device, **counts)
+
+    generator = model.networks["G_A"]
+    real_A = batch["A"].to(device)
+
+    def infer_step() -> None:
+        with torch.no_grad():
+            generator(real_A)
+
+    logger.info("timing %s inference on %s", model_name, device)
+    model.eval_mode()
+    infer_seconds = median_seconds(infer_step, device, **counts)
+    return {
+        "kind": "train",
+        "model": model_name,
+        **common_fields(config, device),
+        "netG": config.netG,
+        "ngf": config.ngf,
+        "ndf": config.ndf,
+        "batch_size": config.batch_size,
+        "seconds_per_iteration": train_seconds,
+        "train_images_per_s": config.batch_size / train_seconds,
+        "infer_seconds_per_batch": infer_seconds,
+        "infer_images_per_s": config.batch_size / infer_seconds,
+        **counts,
+    }
+
+
+def common_fields(config: BenchmarkConfig, device: torch.device) -> dict[str, Any]:
+    """What every record says about where and how it was measured."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average": load_average(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "crop_size": config.crop_size,
+        "amp": config.amp,
+        "channels_last": False,
+        "compile": False,
+    }
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, Any]]:
+    """Our three losses (forward + backward, forward) against the reference (forward), on real crops."""
+    opt = model_options(config, "seg_cycle_gan", checkpoints, config.loss_batch_size)
+    device = select_device(opt.gpu_ids)
+    size = config.loss_batch_size
+    first, second = real_batch(opt, size), real_batch(opt, size, seed_offset=size)
+    fake, real = first["B"].to(device), second["B"].to(device)
+    gray, mask = first["A"].to(device), first["A_GT"].to(device)
+    losses: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], float]]] = {
+        "gt": (lambda x: improved_losses.gt_loss(x, mask), lambda x: reference_gt_loss(x, mask)),
+        "cv": (
+            lambda x: improved_losses.color_variation_loss(x, gray),
+            lambda x: reference_color_variation_loss(x, gray),
+        ),
+        "hsv": (lambda x: improved_losses.hsv_loss(x, real), lambda x: reference_hsv_loss(x, real)),
+        "hsv (numpy ref.)": (lambda x: improved_losses.hsv_loss(x, real), lambda x: reference_hsv_loss_numpy(x, real)),
+    }
+    counts = dict(iterations=config.loss_iterations or config.iterations, warmup=config.warmup, repeats=config.repeats)
+    records = []
+    for name, (ours, reference) in losses.items():
+        leaf = fake.clone().requires_grad_(True)
+
+        def forward_backward(ours: Callable[[torch.Tensor], torch.Tensor] = ours, leaf: torch.Tensor = leaf) -> None:
+            leaf.grad = None
+            ours(leaf).backward()
+
+        def forward(ours: Callable[[torch.Tensor], torch.Tensor] = ours) -> None:
+            with torch.no_grad():
+                ours(fake)
+
+        logger.info("timing loss %s on %s", name, device)
+        ours_backward_s = median_seconds(forward_backward, device, **counts)
+        ours_forward_s = median_seconds(forward, device, **counts)
+        started = time.perf_counter()
+        reference_value = reference(fake)
+        # A reference slower than a fifth of a second per call is timed one call at a time.
+        slow = time.perf_counter() - started > 0.2
+        reference_counts = dict(counts, iterations=1, warmup=0) if slow else counts
+        reference_s = median_seconds(lambda reference=reference: reference(fake), device, **reference_counts)
+        with torch.no_grad():
+            ours_value = float(ours(fake))
+        records.append(
+            {
+                "kind": "loss",
+                "loss": name,
+                **common_fields(config, device),
+                "batch_size": size,
+                "ours_forward_backward_s": ours_backward_s,
+                "ours_forward_s": ours_forward_s,
+                "reference_forward_s": reference_s,
+                "speedup_forward": reference_s / ours_forward_s,
+                "speedup_forward_backward": reference_s / ours_backward_s,
+                "ours_value": ours_value,
+                "reference_value": reference_value,
+                **counts,
+            }
+        )
+    return records
+
+
+# -- the whole run --------------------------------------------------------------------------------
+def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
+    """Every measurement of ``config`` as JSON-ready records: kind "train" per model, kind "loss" per loss.
+
+    Raises :class:`DatasetError` when ``config.dataroot`` is not a dataset folder.
+    """
+    if not Path(config.dataroot).is_dir():
+        raise DatasetError(
+            f"--dataroot {config.dataroot} does not exist; omit --dataroot to use (or build) the demo dataset"
+        )
+    load, cores = load_average(), os.cpu_count() or 1
+    if load is not None and load > cores / 2:
+        logger.warning(
+            "the CPU is busy before the benchmark starts (load %.1f on %d cores): timings will be slow and noisy; "
+            "--threads 1 avoids the worst of the thread contention",
+            load,
+            cores,
+        )
+    records: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as checkpoints:
+        for model_name in config.models:
+            records.append(time_model(config, model_name, Path(checkpoints)))
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the previous model's memory, before the next one is built
+        timed = {record["model"]: record for record in records}
+        if set(MODELS) <= timed.keys():
+            cycle, seg = timed["cycle_gan"], timed["seg_cycle_gan"]
+            seg["train_time_ratio_to_cycle_gan"] = seg["seconds_per_iteration"] / cycle["seconds_per_iteration"]
+            seg["infer_time_ratio_to_cycle_gan"] = seg["infer_seconds_per_batch"] / cycle["infer_seconds_per_batch"]
+        if config.losses:
+            records.extend(time_losses(config, Path(checkpoints)))
+    return records
+
+
+# -- reporting ------------------------------------------------------------------------------------
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned: the first to the left, the (numeric) others to the right."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join(
+            [first.ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True))]
+        )
+
+    return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+
+
+def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) -> str:
+    """The two tables (models, losses) with a header line each saying where and how they were measured."""
+    sections = []
+    models = [record for record in records if record["kind"] == "train"]
+    if models:
+        first = models[0]
+        sections.append(
+            f"# {first['device']} ({first['device_name']}), torch {first['torch']}, threads {first['threads']}, "
+            f"load {first['load_average']}; "
+            f"netG {config.netG}, ngf {config.ngf}, ndf {config.ndf}, batch {config.batch_size}, "
+            f"crop {config.crop_size}, amp {config.amp}; median of {config.repeats} x {config.iterations} "
+            f"iterations after {config.warmup} warm-up"
+        )
+        rows = [
+            [
+                record["model"],
+                _number(record["seconds_per_iteration"] * 1000),
+                _number(record["train_images_per_s"]),
+                _number(record["infer_seconds_per_batch"] * 1000),
+                _number(record["infer_images_per_s"]),
+            ]
+            for record in models
+        ]
+        seg = next((record for record in models if "train_time_ratio_to_cycle_gan" in record), None)
+        if seg is not None:
+            train_ratio, infer_ratio = seg["train_time_ratio_to_cycle_gan"], seg["infer_time_ratio_to_cycle_gan"]
+            rows.append(
+                [
+                    "seg/cycle",
+                    f"{train_ratio:.3f}x",
+                    f"{1 / train_ratio:.3f}x",
+                    f"{infer_ratio:.3f}x",
+                    f"{1 / infer_ratio:.3f}x",
+                ]
+            )
+        header = ["model", "train ms/iter", "train img/s", "infer ms/batch", "infer img/s"]
+        sections.append(format_table(header, rows))
+    losses = [record for record in records if record["kind"] == "loss"]
+    if losses:
+        first = losses[0]
+        sections.append(
+            f"# losses on {first['device']} ({first['device_name']}), torch {first['torch']}: "
+            f"{first['batch_size']} real crops of {config.crop_size}x{config.crop_size}; median of "
+            f"{first['repeats']} x {first['iterations']} calls after {first['warmup']} warm-up; "
+            "reference = NumPy/OpenCV, no gradient"
+        )
+        rows = [
+            [
+                record["loss"],
+                _number(record["ours_forward_backward_s"] * 1000),
+                _number(record["ours_forward_s"] * 1000),
+                _number(record["reference_forward_s"] * 1000),
+                f"{record['speedup_forward']:.1f}x",
+                f"{record['speedup_forward_backward']:.1f}x",
+                f"{record['ours_value']:.4f}",
+                f"{record['reference_value']:.4f}",
+            ]
+            for record in losses
+        ]
+        header = [
+            "loss",
+            "ours fwd+bwd ms",
+            "ours fwd ms",
+            "reference ms",
+            "speed-up fwd",
+            "speed-up fwd+bwd",
+            "ours value",
+            "reference value",
+        ]
+        sections.append(format_table(header, rows))
+    return "\n\n".join(sections)
+
+
+# -- command line ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument(
+        "--dataroot", type=Path, default=None, help=f"dataset folder (default {DEFAULT_OUTPUT}, built if missing)"
+    )
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to time")
+    parser.add_argument(
+        "--netG", choices=GENERATOR_TYPES, default="resnet_9blocks", help="generator architecture (as in train.py)"
+    )
+    parser.add_argument("--ngf", type=positive_int, default=64, help="generator filters in the first conv layer")
+    parser.add_argument("--ndf", type=positive_int, default=64, help="discriminator filters in the first conv layer")
+    parser.add_argument("--batch_size", type=positive_int, default=1, help="images per training iteration")
+    parser.add_argument("--crop_size", type=positive_int, default=128, help="image size in pixels")
+    parser.add_argument("--iterations", type=positive_int, default=10, help="timed iterations per run")
+    parser.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed iterations first")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs; the median is reported")
+    parser.add_argument("--gpu_ids", default="auto", help="'auto' (GPU 0 if present), '-1' for the CPU, or a GPU index")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: as is)")
+    parser.add_argument("--loss_batch_size", type=positive_int, default=4, help="real crops per loss call")
+    parser.add_argument(
+        "--loss_iterations", type=positive_int, default=None, help="timed loss calls per run (default --iterations)"
+    )
+    parser.add_argument("--no_losses", action="store_true", help="skip the loss table")
+    parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this JSON file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: print the tables; 0 on success, 1 on a user error."""
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        with ExitStack() as stack:
+            dataroot = args.dataroot
+            if dataroot is None:
+                dataroot = DEFAULT_OUTPUT
+                if not (dataroot / "trainA").is_dir():
+                    dataroot = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo_"))) / "demo"
+                    logger.info("%s is missing; building the demo dataset in %s", DEFAULT_OUTPUT, dataroot)
+                    build_demo_dataset(dataroot)
+            config = BenchmarkConfig(
+                dataroot=dataroot,
+                models=tuple(dict.fromkeys(args.models)),
+                netG=args.netG,
+                ngf=args.ngf,
+                ndf=args.ndf,
+                batch_size=args.batch_size,
+                crop_size=args.crop_size,
+                iterations=args.iterations,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                gpu_ids=args.gpu_ids,
+                loss_batch_size=args.loss_batch_size,
+                loss_iterations=args.loss_iterations,
+                losses=not args.no_losses,
+            )
+            records = run_benchmark(config)
+    except CellCycleGANError as error:
+        logger.error("%s", error)
+        return 1
+    print(format_report(config, records))
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(records, indent=2) + "\n")
+        logger.info("measurements written to %s", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

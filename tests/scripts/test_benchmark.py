@@ -1,0 +1,140 @@
+"""scripts/benchmark.py at a tiny configuration, and the reference losses it compares against."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.image_io import read_array
+from models import improved_losses
+from scripts.benchmark import REQUIRED_KEYS, BenchmarkConfig, format_table, main, run_benchmark
+from scripts.reference_losses import (
+    reference_color_variation_loss,
+    reference_gt_loss,
+    reference_hsv_loss,
+    reference_hsv_loss_numpy,
+)
+from util.errors import DatasetError
+
+TINY = [
+    "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--crop_size", "32", "--gpu_ids", "-1",
+    "--iterations", "1", "--warmup", "1", "--repeats", "1", "--loss_batch_size", "1",
+]  # fmt: skip
+
+
+def load_crops(folder: Path, count: int, start: int = 0) -> torch.Tensor:
+    """``count`` real crops of ``folder`` as (N, C, H, W) in [-1, 1] (masks: {0, 1})."""
+    arrays = [read_array(path) for path in sorted(folder.glob("*.png"))[start : start + count]]
+    images = torch.from_numpy(np.stack(arrays)).float()
+    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    return images / 255.0 if folder.name.endswith("_GT") else images / 127.5 - 1.0
+
+
+def test_json_has_both_models_every_key_and_finite_numbers(
+    small_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "benchmark.json"
+    assert main(["--dataroot", str(small_root), *TINY, "--json", str(output)]) == 0
+    records = json.loads(output.read_text(encoding="utf-8"))
+
+    models = [record for record in records if record["kind"] == "train"]
+    assert [record["model"] for record in models] == ["cycle_gan", "seg_cycle_gan"]
+    for record in models:
+        assert set(REQUIRED_KEYS) <= record.keys()
+        assert (record["netG"], record["ngf"], record["batch_size"], record["crop_size"]) == (
+            "resnet_6blocks",
+            4,
+            1,
+            32,
+        )
+        assert (record["amp"], record["channels_last"], record["compile"], record["device"]) == (
+            "none",
+            False,
+            False,
+            "cpu",
+        )
+        for key in ("seconds_per_iteration", "train_images_per_s", "infer_seconds_per_batch", "infer_images_per_s"):
+            assert math.isfinite(record[key]) and record[key] > 0, key
+    assert models[1]["train_time_ratio_to_cycle_gan"] > 0
+
+    losses = {record["loss"]: record for record in records if record["kind"] == "loss"}
+    assert losses.keys() == {"gt", "cv", "hsv", "hsv (numpy ref.)"}
+    for record in losses.values():
+        for key in ("ours_forward_backward_s", "ours_forward_s", "reference_forward_s", "speedup_forward"):
+            assert math.isfinite(record[key]) and record[key] > 0, key
+
+    printed = capsys.readouterr().out
+    assert "seg/cycle" in printed and "speed-up fwd" in printed and torch.__version__ in printed
+
+
+def test_reference_hsv_loss_is_zero_for_identical_images_and_grows_with_a_colour_shift(demo_root: Path) -> None:
+    he = load_crops(demo_root / "trainB", 2)
+    shifted = he.roll(1, dims=1)  # R, G, B -> B, R, G: pink and purple become other hues
+    assert reference_hsv_loss(he, he) == pytest.approx(0.0, abs=1e-6)
+    assert reference_hsv_loss(shifted, he) > 0.1
+    assert reference_hsv_loss_numpy(he, he) == pytest.approx(0.0, abs=1e-6)
+    assert reference_hsv_loss_numpy(shifted, he) == pytest.approx(reference_hsv_loss(shifted, he), abs=0.05)
+    assert float(improved_losses.hsv_loss(he, he)) == pytest.approx(0.0, abs=1e-4)
+    assert float(improved_losses.hsv_loss(shifted, he)) > 0.1
+
+
+def test_reference_hsv_loss_scores_only_the_last_image_pair(demo_root: Path) -> None:
+    he = load_crops(demo_root / "trainB", 2)
+    first_changed = he.clone()
+    first_changed[0] = first_changed[0].roll(1, dims=0)
+    assert reference_hsv_loss(first_changed, he) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reference_color_variation_loss_equals_ours_on_real_crops(demo_root: Path) -> None:
+    he, gray = load_crops(demo_root / "trainB", 3), load_crops(demo_root / "trainA", 3)
+    ours = float(improved_losses.color_variation_loss(he, gray))
+    assert reference_color_variation_loss(he, gray) == pytest.approx(ours, abs=1e-3)
+    assert reference_color_variation_loss(gray.expand(-1, 3, -1, -1), gray) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reference_gt_loss_agrees_in_direction_with_ours(demo_root: Path) -> None:
+    gray, mask = load_crops(demo_root / "trainA", 4), load_crops(demo_root / "trainA_GT", 4)
+    assert mask.any() and not mask.all()
+    inverted = -gray  # nuclei bright, background dark: the wrong way round
+    assert reference_gt_loss(gray, mask) < reference_gt_loss(inverted, mask)
+    assert float(improved_losses.gt_loss(gray, mask)) < float(improved_losses.gt_loss(inverted, mask))
+    perfect = 1.0 - 2.0 * mask  # nuclei black, background white
+    assert reference_gt_loss(perfect, mask) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bad_dataroot_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    missing, empty = tmp_path / "missing", tmp_path / "empty"
+    empty.mkdir()
+    for dataroot in (missing, empty):
+        assert main(["--dataroot", str(dataroot), *TINY]) == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 2 and all("does not exist" in record.getMessage() for record in errors)
+    assert all(record.exc_info is None for record in errors)  # one line each, no traceback
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == ""
+    with pytest.raises(DatasetError, match="does not exist"):
+        run_benchmark(BenchmarkConfig(dataroot=missing))
+
+
+def test_table_columns_are_aligned() -> None:
+    lines = format_table(["name", "value"], [["a", "1"], ["longer", "12.5"]]).splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].startswith("a ") and lines[2].endswith("12.5")
+
+
+def test_missing_default_demo_is_built_in_a_temporary_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absent = tmp_path / "absent" / "demo"
+    monkeypatch.setattr("scripts.benchmark.DEFAULT_OUTPUT", absent)
+    assert main([*TINY, "--models", "cycle_gan", "--no_losses"]) == 0
+    assert not absent.exists()  # built elsewhere and removed, never where the default points
+    printed = capsys.readouterr().out
+    assert "cycle_gan" in printed and "seg/cycle" not in printed and "speed-up" not in printed

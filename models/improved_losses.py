@@ -71,13 +71,9 @@ def balanced_cross_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Te
     nucleus painted into the background is pushed back however dark it is.
     """
     mask = mask.to(logits.dtype)
-    dims = (1, 2, 3)
     per_pixel = F.binary_cross_entropy_with_logits(logits, mask, reduction="none")
-    foreground = mask.sum(dims)
-    background = mask[0].numel() - foreground
-    missed = (per_pixel * mask).sum(dims) / foreground.clamp(min=1.0)
-    false_alarm = (per_pixel * (1.0 - mask)).sum(dims) / background.clamp(min=1.0)
-    has_foreground, has_background = (foreground > 0).to(logits.dtype), (background > 0).to(logits.dtype)
+    missed, false_alarm, has_foreground, has_background = _class_means(per_pixel, mask)
+    has_foreground, has_background = has_foreground.to(logits.dtype), has_background.to(logits.dtype)
     return (missed * has_foreground + false_alarm * has_background) / (has_foreground + has_background)
 
 
@@ -97,8 +93,7 @@ def gt_loss(
     geometric mean of the probabilities given to the right class. That is about ``CE`` (with its
     gradient) while the image is roughly right, and saturates at 1 when every pixel is wrong.
     """
-    logits = nucleus_logits(image, threshold, temperature, polarity)
-    return (1.0 - torch.exp(-balanced_cross_entropy(logits, mask))).mean()
+    return _gt_loss_per_image(image, mask, threshold, temperature, polarity).mean()
 
 
 def input_threshold(
@@ -109,15 +104,9 @@ def input_threshold(
     Images whose mask is all background or all nucleus get ``fallback``.
     """
     score = nucleus_score(image, polarity).detach()
-    mask = mask.to(score.dtype)
-    dims = (1, 2, 3)
-    foreground = mask.sum(dims)
-    background = mask[0].numel() - foreground
-    nucleus_mean = (score * mask).sum(dims) / foreground.clamp(min=1.0)
-    background_mean = (score * (1.0 - mask)).sum(dims) / background.clamp(min=1.0)
+    nucleus_mean, background_mean, has_foreground, has_background = _class_means(score, mask.to(score.dtype))
     midpoint = (nucleus_mean + background_mean) / 2.0
-    valid = (foreground > 0) & (background > 0)
-    return torch.where(valid, midpoint, torch.full_like(midpoint, fallback))
+    return torch.where(has_foreground & has_background, midpoint, torch.full_like(midpoint, fallback))
 
 
 def gt_reconstruction_loss(
@@ -138,14 +127,28 @@ def gt_reconstruction_loss(
     background darkens.
     """
     threshold = input_threshold(original, mask, polarity)
-
-    def loss(image: torch.Tensor) -> torch.Tensor:
-        logits = nucleus_logits(image, threshold, temperature, polarity)
-        return 1.0 - torch.exp(-balanced_cross_entropy(logits, mask))
-
     with torch.no_grad():
-        reference = loss(original)
-    return F.relu(loss(reconstruction) - reference).mean()
+        reference = _gt_loss_per_image(original, mask, threshold, temperature, polarity)
+    reconstructed = _gt_loss_per_image(reconstruction, mask, threshold, temperature, polarity)
+    return F.relu(reconstructed - reference).mean()
+
+
+def _gt_loss_per_image(
+    image: torch.Tensor, mask: torch.Tensor, threshold: float | torch.Tensor, temperature: float, polarity: str
+) -> torch.Tensor:
+    """:func:`gt_loss` of each image: (N,) in [0, 1]."""
+    logits = nucleus_logits(image, threshold, temperature, polarity)
+    return 1.0 - torch.exp(-balanced_cross_entropy(logits, mask))
+
+
+def _class_means(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per image, the mean of ``values`` on nucleus and on background pixels, and whether each exists: (N,) x 4."""
+    dims = (1, 2, 3)
+    foreground = mask.sum(dims)
+    background = mask[0].numel() - foreground
+    nucleus_mean = (values * mask).sum(dims) / foreground.clamp(min=1.0)
+    background_mean = (values * (1.0 - mask)).sum(dims) / background.clamp(min=1.0)
+    return nucleus_mean, background_mean, foreground > 0, background > 0
 
 
 def _per_image(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -293,10 +296,11 @@ def hsv_loss(
     Both batches become one soft hue x saturation histogram each (:func:`hue_saturation_histogram`,
     hue circular, since H&E hues sit near the 0/360 degree wrap: hematoxylin about 245-272,
     eosin about 335-347 degrees); the distance is their squared Hellinger distance. Hellinger
-    rather than the published ``1 - (correlation + 1) / 2``: it is a true distance between
-    distributions, 0 only when they are equal, and its square root gives small colour modes
-    (the purple of nuclei) a say beside the dominant pink; correlation is blind to a uniform
-    shift of mass and dominated by the largest bins. The real batch carries no gradient.
+    rather than the published ``1 - (correlation + 1) / 2``: it compares probability
+    distributions (0 only when they are equal, 1 when they share no bin), and its square roots
+    give small colour modes (the purple of nuclei) a say beside the dominant pink; correlation
+    is dominated by the largest bins and treats histograms as arbitrary vectors. Lightness is
+    not an axis: it is left to the GT and adversarial terms. The real batch carries no gradient.
     """
     options = dict(hue_bins=hue_bins, saturation_bins=saturation_bins, bandwidth=bandwidth)
     generated = hue_saturation_histogram(generated_rgb, **options)

@@ -129,3 +129,28 @@ def test_train_then_test_every_epoch_end_to_end(small_root: Path, tmp_path: Path
         names = {path.name for path in (results / "seg" / f"test_{epoch}" / "images").iterdir()}
         stem = sorted((small_root / "testA").iterdir())[0].stem
         assert {f"{stem}_real_A.png", f"{stem}_fake_B.png", f"{stem}_rec_A.png"} <= names
+
+
+def test_interrupted_run_resumes_without_flags_bit_for_bit(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 epochs straight equal epoch 1, an interruption, and --continue_train with nothing but the name."""
+    schedule = ["--model", "seg_cycle_gan", "--lambda_hsv", "7", "--deterministic", "--n_epochs_decay", "1"]
+    assert train.main(train_arguments(small_root, tmp_path, "straight", *schedule)) == 0
+    original_epoch = train.train_one_epoch
+
+    def interrupt_epoch_2(*args: object, **kwargs: object) -> float:
+        if args[3] == 2:
+            raise KeyboardInterrupt
+        return original_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupt_epoch_2)
+    assert train.main(train_arguments(small_root, tmp_path, "resumed", *schedule)) == 130
+    monkeypatch.setattr(train, "train_one_epoch", original_epoch)
+    assert train.main(["--name", "resumed", "--checkpoints_dir", str(tmp_path), "--continue_train"]) == 0
+    for network in ("G_A", "G_B", "D_A", "D_B"):
+        straight = torch.load(tmp_path / "straight" / f"latest_net_{network}.pth", weights_only=True)["state_dict"]
+        resumed = torch.load(tmp_path / "resumed" / f"latest_net_{network}.pth", weights_only=True)["state_dict"]
+        assert all(torch.equal(straight[key], resumed[key]) for key in straight), network
+    log = (tmp_path / "resumed" / "loss_log.csv").read_text().splitlines()
+    assert log[0].endswith(",".join(EXTRA_LOSSES)) and [row.split(",")[0] for row in log[1:]] == ["1", "2"]

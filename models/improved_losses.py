@@ -241,6 +241,8 @@ def _soft_assignment(
     the hard bin. Two bins per value keep the histogram cheap however many bins there are.
     Hue wraps around (``circular``); elsewhere values beyond the outer centres go to the end bins.
     """
+    if not 0.0 < bandwidth <= 1.0:
+        raise ValueError(f"bandwidth must be in (0, 1] bin widths, got {bandwidth}")
     position = values * bins - 0.5  # in bin widths, relative to the centre of bin 0
     lower = position.detach().floor()
     upper_weight = ((position - lower - 0.5) / bandwidth + 0.5).clamp(0.0, 1.0)

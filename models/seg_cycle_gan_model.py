@@ -9,7 +9,7 @@ import torch
 
 from models import improved_losses
 from models.cycle_gan_model import CycleGANModel
-from util.arg_types import nonnegative_float, positive_float, positive_int
+from util.arg_types import float_in_range, nonnegative_float, positive_float, positive_int
 from util.errors import DatasetError
 
 #: The extra generator terms, in the order they are logged.
@@ -52,7 +52,7 @@ class SegCycleGANModel(CycleGANModel):
         group.add_argument("--lambda_hsv", type=nonnegative_float, default=10.0, help="weight of HSV_fake + HSV_rec")
         group.add_argument(
             "--gt_threshold",
-            type=float,
+            type=float_in_range(0.0, 1.0, include_maximum=False),
             default=0.5,
             help="darkness (1 - luminance, 0..1) of fake_B above which a pixel counts as nucleus",
         )
@@ -71,7 +71,7 @@ class SegCycleGANModel(CycleGANModel):
         )
         group.add_argument(
             "--hsv_bandwidth",
-            type=positive_float,
+            type=float_in_range(0.0, 1.0),
             default=1.0,
             help="width of the soft-binning ramp, in bins (1 = linear interpolation)",
         )

@@ -219,3 +219,9 @@ def test_each_loss_alone_reaches_the_generator_parameters(crops: dict[str, torch
     gradients = [parameter.grad for parameter in generator.parameters()]
     assert all(gradient is not None and torch.isfinite(gradient).all() for gradient in gradients)
     assert sum(gradient.abs().sum().item() for gradient in gradients) > 0.0
+
+
+def test_histogram_refuses_a_bandwidth_outside_one_bin(crops: dict[str, torch.Tensor]) -> None:
+    for bandwidth in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"bandwidth must be in \(0, 1\]"):
+            losses.hue_saturation_histogram(crops["he"], bandwidth=bandwidth)

@@ -154,3 +154,15 @@ def test_interrupted_run_resumes_without_flags_bit_for_bit(
         assert all(torch.equal(straight[key], resumed[key]) for key in straight), network
     log = (tmp_path / "resumed" / "loss_log.csv").read_text().splitlines()
     assert log[0].endswith(",".join(EXTRA_LOSSES)) and [row.split(",")[0] for row in log[1:]] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--gt_threshold", "1.2"), ("--gt_threshold", "0"), ("--hsv_bandwidth", "2"), ("--lambda_gt", "-1")],
+)
+def test_out_of_range_loss_options_are_refused(
+    small_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    with pytest.raises(SystemExit):
+        TrainOptions().parse(train_arguments(small_root, tmp_path, "bad", "--model", "seg_cycle_gan", flag, value))
+    assert f"argument {flag}: must be a number" in capsys.readouterr().err

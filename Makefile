@@ -28,9 +28,11 @@ demo: dataset
 	$(BIN)/python train.py --dataroot datasets/demo --name $(DEMO_NAME) $(DEMO_MODEL) $(DEMO_SCHEDULE) \
 		$$([ -f checkpoints/$(DEMO_NAME)/latest_net_G_A.pth ] && echo --continue_train)
 	$(BIN)/python test.py --name $(DEMO_NAME) --epoch all
+	$(BIN)/python evaluation/Stain_Evaluation.py --results_dir results/$(DEMO_NAME) --dataroot datasets/demo
 	@echo
 	@echo "Training page:  checkpoints/$(DEMO_NAME)/web/index.html"
 	@echo "Test results:   results/$(DEMO_NAME)/index.html (one page per saved epoch)"
+	@echo "Evaluation:     results/$(DEMO_NAME)/evaluation/report.html (scores, best epoch, baselines)"
 
 test: setup
 	$(BIN)/python -m pytest -n 2

@@ -70,6 +70,9 @@ class SegCycleGANModel(CycleGANModel):
             "--hsv_saturation_bins", type=positive_int, default=8, help="saturation bins of the colour histogram"
         )
         group.add_argument(
+            "--hsv_value_bins", type=positive_int, default=4, help="value (lightness) bins; 1 = lightness not an axis"
+        )
+        group.add_argument(
             "--hsv_bandwidth",
             type=float_in_range(0.0, 1.0),
             default=1.0,
@@ -121,7 +124,10 @@ class SegCycleGANModel(CycleGANModel):
             losses["CV_rec"] = opt.lambda_cv * improved_losses.color_variation_loss(v["rec_B"], v["real_B"])
         if opt.lambda_hsv > 0:
             histogram_options = dict(
-                hue_bins=opt.hsv_hue_bins, saturation_bins=opt.hsv_saturation_bins, bandwidth=opt.hsv_bandwidth
+                hue_bins=opt.hsv_hue_bins,
+                saturation_bins=opt.hsv_saturation_bins,
+                value_bins=opt.hsv_value_bins,
+                bandwidth=opt.hsv_bandwidth,
             )
             with torch.no_grad():  # one histogram of the real batch serves both terms
                 real = improved_losses.hue_saturation_histogram(v["real_B"], **histogram_options)

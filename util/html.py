@@ -15,6 +15,9 @@ body { font-family: sans-serif; margin: 1em 2em; }
 .row { display: flex; flex-wrap: wrap; gap: 8px; margin-bottom: 1em; }
 figure { margin: 0; text-align: center; font-size: 0.85em; }
 img { image-rendering: pixelated; border: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
 """
 
 
@@ -41,6 +44,17 @@ class HTMLPage:
     def add_link(self, text: str, href: str) -> None:
         with self.document:
             tags.p(tags.a(text, href=href))
+
+    def add_table(self, header: list[str], rows: list[list[str]]) -> None:
+        """A plain table: one header row, then the rows of text."""
+        with self.document, tags.table():
+            with tags.tr():
+                for cell in header:
+                    tags.th(cell)
+            for row in rows:
+                with tags.tr():
+                    for cell in row:
+                        tags.td(cell)
 
     def add_images(self, images: list[tuple[str, str]], width: int) -> None:
         """One row of images (wrapping on narrow screens); each item is (path relative to the page, caption)."""

@@ -124,26 +124,35 @@ def test_ssim_refuses_images_smaller_than_its_window() -> None:
 
 
 # -- colour -------------------------------------------------------------------------------------
-def numpy_hard_histogram(rgb: torch.Tensor, hue_bins: int = 36, saturation_bins: int = 8) -> np.ndarray:
-    """Reference: scikit-image HSV, hard bins, chroma-weighted, plus the achromatic bin."""
+def numpy_hard_histogram(
+    rgb: torch.Tensor, hue_bins: int = 36, saturation_bins: int = 8, value_bins: int = 4
+) -> np.ndarray:
+    """Reference: scikit-image HSV, hard bins, chroma-weighted, plus one achromatic bin per value bin."""
     pixels = ((rgb.permute(0, 2, 3, 1).reshape(-1, 1, 3).double().numpy()) + 1.0) / 2.0
     hsv = rgb2hsv(pixels)[:, 0]
     chroma = pixels[:, 0].max(axis=1) - pixels[:, 0].min(axis=1)
     hue_index = np.minimum((hsv[:, 0] * hue_bins).astype(int), hue_bins - 1)
     saturation_index = np.minimum((hsv[:, 1] * saturation_bins).astype(int), saturation_bins - 1)
-    histogram = np.zeros((hue_bins, saturation_bins))
-    np.add.at(histogram, (hue_index, saturation_index), chroma)
-    return np.concatenate([histogram.ravel(), [(1.0 - chroma).sum()]]) / len(chroma)
+    value_index = np.minimum((hsv[:, 2] * value_bins).astype(int), value_bins - 1)
+    chromatic = np.zeros((hue_bins, saturation_bins, value_bins))
+    np.add.at(chromatic, (hue_index, saturation_index, value_index), chroma)
+    achromatic = np.zeros(value_bins)
+    np.add.at(achromatic, value_index, 1.0 - chroma)
+    return np.concatenate([chromatic.ravel(), achromatic]) / len(chroma)
 
 
 def test_hsv_loss_with_narrow_kernel_matches_a_hard_histogram(crops: dict[str, torch.Tensor]) -> None:
     he = crops["he"]
     shifted = (he[4:, [2, 0, 1]] * 0.8 + 0.1).contiguous()  # another palette, same structure
-    for first, second in ((he[:4], he[4:]), (he[:4], shifted)):
-        p, q = numpy_hard_histogram(first), numpy_hard_histogram(second)
-        reference = 1.0 - np.sqrt(p * q).sum()
-        ours = losses.hsv_loss(first, second, bandwidth=1e-3).item()
-        assert ours == pytest.approx(reference, abs=1e-3)
+    for value_bins in (1, 4):
+        for first, second in ((he[:4], he[4:]), (he[:4], shifted)):
+            p, q = (
+                numpy_hard_histogram(first, value_bins=value_bins),
+                numpy_hard_histogram(second, value_bins=value_bins),
+            )
+            reference = 1.0 - np.sqrt(p * q).sum()
+            ours = losses.hsv_loss(first, second, value_bins=value_bins, bandwidth=1e-3).item()
+            assert ours == pytest.approx(reference, abs=1e-3)
     histogram = losses.hue_saturation_histogram(he, bandwidth=1e-3)
     assert histogram.sum().item() == pytest.approx(1.0, abs=1e-4)
     assert np.abs(histogram.numpy() - numpy_hard_histogram(he)).max() < 2e-3

@@ -1,0 +1,161 @@
+"""Score every tested epoch of an experiment against real H&E, beside two baselines, and pick the best epoch.
+
+    python evaluation/Stain_Evaluation.py --results_dir results/demo --dataroot datasets/demo
+
+Reads the ``test_<epoch>`` folders written by ``test.py --epoch all``: each ``<image>_fake_B.png``
+with its ``<image>_real_A.png`` and, when ``<dataroot>/testA_GT`` has it, the nucleus mask. The
+real target distribution is ``<dataroot>/testB`` (or ``--reference_dir``). Two baselines computed
+from the inputs alone are scored the same way: the gray input itself, and the Beer-Lambert
+false-colour H&E of Giacomelli et al. 2016. Writes ``scores.csv``, ``scores.json``,
+``per_image.csv``, ``metrics_vs_epoch.png`` and ``report.html`` into ``--out``
+(default ``<results_dir>/evaluation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
+
+from evaluation import report, scoring
+from util.errors import CellCycleGANError, user_message
+from util.log import setup_logging
+from util.progress import progress_bar
+
+logger = logging.getLogger("Stain_Evaluation")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The README's demo run, so that a bare ``python evaluation/Stain_Evaluation.py`` evaluates it.
+DEFAULT_RESULTS = PROJECT_ROOT / "results" / "demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument(
+        "--results_dir", type=Path, default=DEFAULT_RESULTS, help="results/<name> folder written by test.py"
+    )
+    parser.add_argument(
+        "--dataroot",
+        type=Path,
+        default=None,
+        help="dataset folder with testA_GT and testB (default: the one test.py used, from test_opt.json)",
+    )
+    parser.add_argument(
+        "--reference_dir", type=Path, default=None, help="real H&E tiles to compare with (default <dataroot>/testB)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default <results_dir>/evaluation)")
+    parser.add_argument(
+        "--weights",
+        default="",
+        help="composite weights as name=value pairs, e.g. 'dice=3,ssim=0.5'; defaults: "
+        + ", ".join(f"{name}={value:g}" for name, value in scoring.DEFAULT_WEIGHTS.items()),
+    )
+    return parser
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``'dice=3,ssim=0.5'`` on top of the default weights; unknown names or bad numbers are refused."""
+    weights = dict(scoring.DEFAULT_WEIGHTS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in weights:
+            raise scoring.EvaluationError(
+                f"--weights: unknown metric {name!r}; valid names: {', '.join(scoring.METRIC_NAMES)}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise scoring.EvaluationError(f"--weights: {item!r} is not name=number") from None
+        if weights[name] < 0:
+            raise scoring.EvaluationError(f"--weights: {name} must be >= 0, got {value}")
+    return weights
+
+
+def resolve_dataroot(results_dir: Path, dataroot: Path | None) -> Path | None:
+    """``--dataroot``, or the dataroot test.py recorded in ``test_opt.json``, or None."""
+    if dataroot is not None:
+        return dataroot
+    options = Path(results_dir) / "test_opt.json"
+    if options.is_file():
+        recorded = json.loads(options.read_text(encoding="utf-8")).get("dataroot")
+        if recorded:
+            path = Path(recorded)
+            return path if path.is_absolute() or path.exists() else PROJECT_ROOT / path
+    return None
+
+
+def evaluate(args: argparse.Namespace) -> Path:
+    """Score, rank and report; return the path of ``report.html``."""
+    weights = parse_weights(args.weights)
+    results_dir = Path(args.results_dir)
+    folders = scoring.epoch_folders(results_dir)
+    dataroot = resolve_dataroot(results_dir, args.dataroot)
+    reference_dir = args.reference_dir or (dataroot / "testB" if dataroot else None)
+    if reference_dir is None:
+        raise scoring.EvaluationError(
+            "no real H&E reference: pass --dataroot (with a testB folder) or --reference_dir <real H&E tiles>"
+        )
+    reference = scoring.load_reference(reference_dir)
+    reference_pixels = scoring.pixel_batch(reference)
+    masks = scoring.mask_paths(dataroot)
+    notes = [f"Reference: {len(reference)} real H&E images from {reference_dir}."]
+    if not masks:
+        notes.append("No testA_GT masks found: nuclei Dice and IoU are not computed.")
+    notes.append("FID/KID are not computed yet (they need Inception weights, which are not bundled).")
+    for note in notes:
+        logger.info("%s", note)
+
+    rows: list[scoring.Row] = []
+    samples_by_label: dict[str, list[scoring.Sample]] = {}
+    for label, folder in progress_bar(folders, desc="scoring epochs", unit="epoch"):
+        samples, skipped = scoring.load_samples(folder, masks)
+        for reason, stems in skipped.items():
+            logger.warning("epoch %s: %d images skipped (%s): %s", label, len(stems), reason, ", ".join(stems[:10]))
+        if not samples:
+            logger.warning("epoch %s: no image could be scored; left out", label)
+            continue
+        samples_by_label[label] = samples
+        rows.append(scoring.score(label, samples, reference_pixels))
+    if not rows:
+        raise scoring.EvaluationError(f"no epoch in {results_dir} has an image that could be scored")
+    first_samples = samples_by_label[rows[0].label]
+    for name, colorize in scoring.BASELINES.items():
+        rows.append(scoring.score(name, scoring.baseline_samples(first_samples, colorize), reference_pixels, True))
+
+    scoring.rank(rows, weights)
+    best = scoring.best_epoch(rows)
+    out = Path(args.out) if args.out else results_dir / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_tables(rows, best, out)
+    report.plot_metrics(rows, best, out / "metrics_vs_epoch.png")
+    page = report.write_html(rows, best, samples_by_label[best.label], reference, out, notes)
+
+    print(report.format_table(rows, best))
+    winners = scoring.metric_winners(rows)
+    print("\nbest per metric: " + ", ".join(f"{name}: {label}" for name, label in winners.items()))
+    print(f"\nbest epoch: {best.label} (composite rank {best.composite:.2f}). {report.verdict(rows, best)}")
+    logger.info("report: %s", page)
+    return page
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: 0 on success, 1 on a problem the user can fix."""
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        evaluate(args)
+    except CellCycleGANError as error:
+        logger.error("%s", user_message(error))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scoring virtual stains: metrics, baselines and the Stain_Evaluation command."""

@@ -1,0 +1,270 @@
+"""Find the tested epochs of an experiment, pair their images, score them and the baselines, rank them.
+
+The pieces of ``Stain_Evaluation.py`` that compute; writing the report is :mod:`evaluation.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.image_io import list_images, read_array
+from evaluation import baselines, metrics
+from util.errors import CellCycleGANError
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluationError(CellCycleGANError):
+    """Results or reference images that cannot be evaluated as asked."""
+
+
+#: Every metric of the table: (name, higher is better, what it measures).
+METRICS: tuple[tuple[str, bool, str], ...] = (
+    ("hsv_correlation", True, "HSV histogram correlation with the real H&E (1 = same colours)"),
+    ("lab_swd", False, "sliced Wasserstein distance of CIELAB colours to the real H&E"),
+    ("hematoxylin_w1", False, "Wasserstein distance of hematoxylin density to the real H&E"),
+    ("eosin_w1", False, "Wasserstein distance of eosin density to the real H&E"),
+    ("ssim", True, "structure kept: SSIM of gray(fake_B) with real_A"),
+    ("dice", True, "nuclei where the mask says: Dice of Otsu(darkness) with the GT"),
+    ("iou", True, "the same overlap as IoU"),
+    ("dice_hematoxylin", True, "Dice of Otsu(hematoxylin density) with the GT (secondary rule)"),
+)
+METRIC_NAMES = tuple(name for name, _, _ in METRICS)
+HIGHER_IS_BETTER = {name: higher for name, higher, _ in METRICS}
+#: Metrics averaged over images (the others compare whole colour distributions).
+PER_IMAGE_METRICS = ("ssim", "dice", "iou", "dice_hematoxylin")
+#: Default weights of the composite score: nuclei fidelity counts once (dice), not three times.
+DEFAULT_WEIGHTS = {
+    "hsv_correlation": 1.0,
+    "lab_swd": 1.0,
+    "hematoxylin_w1": 1.0,
+    "eosin_w1": 1.0,
+    "ssim": 1.0,
+    "dice": 2.0,
+    "iou": 0.0,
+    "dice_hematoxylin": 0.0,
+}
+BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "baseline: gray input": baselines.gray_as_rgb,
+    "baseline: Beer-Lambert": baselines.beer_lambert_he,
+}
+
+
+@dataclass
+class Sample:
+    """One test image of an epoch: its stem, input, colorization and (if any) mask."""
+
+    stem: str
+    real_A: np.ndarray  # (H, W) uint8
+    fake_B: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray | None  # (H, W) bool
+
+
+@dataclass
+class Row:
+    """The scores of one epoch or baseline."""
+
+    label: str
+    is_baseline: bool
+    scores: dict[str, float]
+    per_image: list[dict[str, float | str]] = field(default_factory=list)
+    composite: float = math.nan
+
+
+# -- discovery ------------------------------------------------------------------------------
+def epoch_folders(results_dir: Path) -> list[tuple[str, Path]]:
+    """The ``test_<label>`` folders holding images, numbered epochs in order, then named ones."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise EvaluationError(
+            f"results folder {results_dir} does not exist; run python test.py --name <experiment> --epoch all first"
+        )
+    found = []
+    for folder in results_dir.glob("test_*"):
+        if folder.is_dir() and any((folder / "images").glob("*_fake_B.png")):
+            found.append((folder.name.removeprefix("test_"), folder))
+    if not found:
+        raise EvaluationError(
+            f"no test_<epoch>/images/*_fake_B.png in {results_dir}; run python test.py --name <experiment> "
+            "--epoch all first"
+        )
+    return sorted(found, key=lambda item: (0, int(item[0]), "") if item[0].isdigit() else (1, 0, item[0]))
+
+
+def mask_paths(dataroot: Path | None) -> dict[str, Path]:
+    """GT masks of ``<dataroot>/testA_GT`` by file stem (empty without a dataroot or that folder)."""
+    if dataroot is None or not (Path(dataroot) / "testA_GT").is_dir():
+        return {}
+    folder = Path(dataroot) / "testA_GT"
+    return {path.relative_to(folder).with_suffix("").as_posix(): path for path in list_images(folder)}
+
+
+def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], dict[str, list[str]]]:
+    """The samples of one epoch folder and the stems skipped, by reason."""
+    skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "no mask": []}
+    samples = []
+    for fake_path in sorted((folder / "images").glob("*_fake_B.png")):
+        stem = fake_path.name.removesuffix("_fake_B.png")
+        real_path = fake_path.with_name(f"{stem}_real_A.png")
+        if not real_path.is_file():
+            skipped["no real_A"].append(stem)
+            continue
+        fake_B, real_A = _rgb(read_array(fake_path), fake_path), _gray(read_array(real_path))
+        mask = None
+        if stem in masks:
+            mask = _gray(read_array(masks[stem])) > 0
+        elif masks:
+            skipped["no mask"].append(stem)
+        if fake_B.shape[:2] != real_A.shape or (mask is not None and mask.shape != real_A.shape):
+            skipped["size differs"].append(stem)
+            continue
+        samples.append(Sample(stem, real_A, fake_B, mask))
+    return samples, {reason: stems for reason, stems in skipped.items() if stems}
+
+
+def load_reference(reference_dir: Path) -> list[np.ndarray]:
+    """The real H&E tiles, (H, W, 3) uint8 each; a clear error for a missing, empty or gray folder."""
+    reference_dir = Path(reference_dir)
+    if not reference_dir.is_dir():
+        raise EvaluationError(f"reference folder {reference_dir} does not exist; pass --reference_dir <real H&E tiles>")
+    paths = list_images(reference_dir)
+    if not paths:
+        raise EvaluationError(f"reference folder {reference_dir} contains no images; it must hold real H&E tiles")
+    tiles = []
+    for path in paths:
+        array = read_array(path)
+        if array.ndim != 3 or array.shape[2] < 3:
+            raise EvaluationError(
+                f"reference image {path} is not RGB (shape {array.shape}); the reference must be colour H&E tiles"
+            )
+        tiles.append(_rgb(array, path))
+    return tiles
+
+
+# -- scoring --------------------------------------------------------------------------------
+def score(label: str, samples: list[Sample], reference_pixels: np.ndarray, is_baseline: bool = False) -> Row:
+    """Every metric of one set of colorizations (an epoch or a baseline)."""
+    pixels = pixel_batch([sample.fake_B for sample in samples])
+    stains = metrics.stain_wasserstein(pixels, reference_pixels)
+    scores = {
+        "hsv_correlation": metrics.hsv_correlation(pixels, reference_pixels),
+        "lab_swd": metrics.sliced_wasserstein_lab(pixels, reference_pixels),
+        "hematoxylin_w1": stains["hematoxylin"],
+        "eosin_w1": stains["eosin"],
+    }
+    per_image = []
+    for sample, ssim in zip(samples, _structure_ssim(samples), strict=True):
+        image_scores: dict[str, float | str] = {"label": label, "image": sample.stem, "ssim": ssim}
+        if sample.mask is not None:
+            dice, iou = metrics.dice_iou(metrics.nuclei_mask_by_darkness(sample.fake_B), sample.mask)
+            image_scores.update(dice=dice, iou=iou)
+            image_scores["dice_hematoxylin"] = metrics.dice_iou(
+                metrics.nuclei_mask_by_hematoxylin(sample.fake_B), sample.mask
+            )[0]
+        per_image.append(image_scores)
+    for name in PER_IMAGE_METRICS:
+        values = [float(item[name]) for item in per_image if name in item]
+        scores[name] = float(np.mean(values)) if values else math.nan
+    return Row(label, is_baseline, scores, per_image)
+
+
+def baseline_samples(samples: list[Sample], colorize: Callable[[np.ndarray], np.ndarray]) -> list[Sample]:
+    """The same test images, colorized by a baseline from the input alone."""
+    return [Sample(sample.stem, sample.real_A, colorize(sample.real_A), sample.mask) for sample in samples]
+
+
+def rank(rows: list[Row], weights: dict[str, float]) -> None:
+    """Fill each row's composite score: the weighted mean of its rank per metric (1 = best).
+
+    Epochs and baselines are ranked together, so the composite says directly whether an epoch
+    beats the baselines. Metrics that are missing (no masks) or weighted 0 are left out.
+    """
+    used = [
+        name for name in METRIC_NAMES if weights.get(name, 0.0) > 0 and all(math.isfinite(r.scores[name]) for r in rows)
+    ]
+    if not used:
+        raise EvaluationError("no metric with a positive weight could be computed; check --weights")
+    total = sum(weights[name] for name in used)
+    composite = np.zeros(len(rows))
+    for name in used:
+        values = np.array([row.scores[name] for row in rows])
+        order = -values if HIGHER_IS_BETTER[name] else values
+        ranks = _average_ranks(order)
+        composite += weights[name] * ranks
+    for row, value in zip(rows, composite / total, strict=True):
+        row.composite = float(value)
+
+
+def best_epoch(rows: list[Row]) -> Row:
+    """The epoch with the lowest composite rank; a tie goes to the lower epoch."""
+    epochs = [row for row in rows if not row.is_baseline]
+    return min(epochs, key=lambda row: (row.composite, _epoch_order(row.label)))
+
+
+def metric_winners(rows: list[Row]) -> dict[str, str]:
+    """For every metric, the label of the best row (epochs and baselines alike)."""
+    winners = {}
+    for name in METRIC_NAMES:
+        finite = [row for row in rows if math.isfinite(row.scores[name])]
+        if finite:
+            pick = max if HIGHER_IS_BETTER[name] else min
+            winners[name] = pick(finite, key=lambda row: row.scores[name]).label
+    return winners
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _structure_ssim(samples: list[Sample]) -> list[float]:
+    """SSIM of every sample, computed a batch per image size."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_shape.setdefault(sample.real_A.shape, []).append(index)
+    values = [0.0] * len(samples)
+    for indices in by_shape.values():
+        colorized = np.stack([samples[index].fake_B for index in indices])
+        gray = np.stack([samples[index].real_A for index in indices])
+        for index, value in zip(indices, metrics.structure_ssim_batch(colorized, gray), strict=True):
+            values[index] = float(value)
+    return values
+
+
+def pixel_batch(images: list[np.ndarray]) -> np.ndarray:
+    """All pixels of images of any sizes as one (1, P, 1, 3) batch, for distribution metrics."""
+    return np.concatenate([image.reshape(-1, 3) for image in images])[None, :, None, :]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` (smallest first); ties share their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def _epoch_order(label: str) -> tuple[int, int, str]:
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+def _rgb(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise EvaluationError(
+            f"{path} is not an 8-bit image ({array.dtype}); results and references are 8-bit PNG/JPEG"
+        )
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def _gray(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3:
+        weights = np.array([0.299, 0.587, 0.114])
+        array = np.rint(array[:, :, :3] @ weights).astype(array.dtype)
+    return array

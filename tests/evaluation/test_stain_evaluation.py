@@ -1,0 +1,142 @@
+"""evaluation/Stain_Evaluation.py end to end on synthetic epochs built from real demo crops."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.image_io import read_array, write_image
+from evaluation import Stain_Evaluation as stain_evaluation
+
+Colorizer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def he_colours(demo_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colours of the darkest and of the lightest half of real H&E pixels: nucleus, background."""
+    pixels = np.concatenate([read_array(path).reshape(-1, 3) for path in sorted((demo_root / "testB").glob("*.png"))])
+    luma = pixels @ np.array([0.299, 0.587, 0.114])
+    dark, light = luma < np.quantile(luma, 0.2), luma > np.quantile(luma, 0.5)
+    return pixels[dark].mean(axis=0), pixels[light].mean(axis=0)
+
+
+def painted(mask: np.ndarray, nucleus: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """An H&E-coloured image: ``nucleus`` colour on the mask, ``background`` elsewhere."""
+    return np.where(mask[:, :, None], nucleus, background).round().astype(np.uint8)
+
+
+def make_results(root: Path, demo_root: Path, epochs: dict[str, Colorizer]) -> Path:
+    """``root/test_<label>/images/<stem>_{real_A,fake_B}.png`` for every demo test crop."""
+    for label, colorize in epochs.items():
+        images = root / f"test_{label}" / "images"
+        images.mkdir(parents=True)
+        for path in sorted((demo_root / "testA").glob("*.png")):
+            real_A = read_array(path)
+            mask = read_array(demo_root / "testA_GT" / path.name) > 0
+            write_image(images / f"{path.stem}_real_A.png", real_A)
+            write_image(images / f"{path.stem}_fake_B.png", colorize(real_A, mask))
+    return root
+
+
+@pytest.fixture(scope="module")
+def three_epochs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Epoch 1: gray, no colour. Epoch 2: H&E colours exactly on the mask. Epoch 3: the same colours, nuclei misplaced."""
+    nucleus, background = he_colours(demo_root)
+    epochs: dict[str, Colorizer] = {
+        "1": lambda real_A, mask: np.repeat(real_A[:, :, None], 3, axis=2),
+        "2": lambda real_A, mask: painted(mask, nucleus, background),
+        "3": lambda real_A, mask: painted(np.roll(mask, (40, 50), axis=(0, 1)), nucleus, background),
+    }
+    return make_results(tmp_path_factory.mktemp("results") / "synthetic", demo_root, epochs)
+
+
+def run(results: Path, demo_root: Path, out: Path, *extra: str) -> int:
+    arguments = ["--results_dir", str(results), "--dataroot", str(demo_root), "--out", str(out)]
+    return stain_evaluation.main([*arguments, *extra])
+
+
+def test_the_epoch_built_to_be_best_is_picked(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(three_epochs, demo_root, tmp_path) == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    labels = [row["label"] for row in scores]
+    assert labels == ["1", "2", "3", "baseline: gray input", "baseline: Beer-Lambert"]
+    by_label = {row["label"]: row for row in scores}
+    assert [row["label"] for row in scores if row["best"]] == ["2"]
+    assert by_label["2"]["dice"] > 0.95 and by_label["3"]["dice"] < 0.5
+    assert by_label["2"]["hsv_correlation"] > by_label["1"]["hsv_correlation"]
+    printed = capsys.readouterr().out
+    assert "best epoch: 2" in printed and "* 2" in printed
+
+
+def test_every_output_is_written_and_the_report_links_real_files(
+    three_epochs: Path, demo_root: Path, tmp_path: Path
+) -> None:
+    assert run(three_epochs, demo_root, tmp_path) == 0
+    with open(tmp_path / "scores.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == 5 and rows[1]["best"] == "True" and float(rows[1]["composite_rank"]) >= 1.0
+    with open(tmp_path / "per_image.csv", newline="") as table:
+        per_image = list(csv.DictReader(table))
+    assert len(per_image) == 5 * 7 and {row["label"] for row in per_image} >= {"1", "2", "3"}
+    assert read_array(tmp_path / "metrics_vs_epoch.png").ndim == 3
+    page = (tmp_path / "report.html").read_text()
+    assert "Epoch 2 is the best epoch" in page and "metrics_vs_epoch.png" in page
+    linked = [part.split('"')[0] for part in page.split('src="')[1:]]
+    assert len(linked) > 10 and all((tmp_path / link).is_file() for link in linked)
+    assert any(link.endswith("_outline.png") for link in linked)
+
+
+def test_missing_test_folders_say_to_run_test_py(
+    tmp_path: Path, demo_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "results").mkdir()
+    assert run(tmp_path / "results", demo_root, tmp_path / "out") == 1
+    assert "test.py --name <experiment> --epoch all" in caplog.text
+
+
+def test_images_without_input_or_of_another_size_are_skipped_and_counted(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(three_epochs, results)
+    images = results / "test_2" / "images"
+    stems = sorted(path.name.removesuffix("_real_A.png") for path in images.glob("*_real_A.png"))
+    (images / f"{stems[0]}_real_A.png").unlink()
+    write_image(images / f"{stems[1]}_fake_B.png", np.zeros((64, 64, 3), np.uint8))
+    assert run(results, demo_root, tmp_path / "out") == 0
+    assert "epoch 2: 1 images skipped (no real_A)" in caplog.text
+    assert "epoch 2: 1 images skipped (size differs)" in caplog.text
+    with open(tmp_path / "out" / "per_image.csv", newline="") as table:
+        assert sum(row["label"] == "2" for row in csv.DictReader(table)) == 5
+
+
+def test_bad_reference_folders_are_refused(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(three_epochs, demo_root, tmp_path / "out", "--reference_dir", str(empty)) == 1
+    assert "contains no images" in caplog.text
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    shutil.copy(sorted((demo_root / "testA").glob("*.png"))[0], gray / "tile.png")
+    assert run(three_epochs, demo_root, tmp_path / "out", "--reference_dir", str(gray)) == 1
+    assert "is not RGB" in caplog.text
+
+
+def test_weights_change_the_choice_and_bad_weights_are_refused(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    colour_only = "dice=0,ssim=0,lab_swd=0,hematoxylin_w1=0,eosin_w1=0,hsv_correlation=1"
+    assert run(three_epochs, demo_root, tmp_path / "out", "--weights", colour_only) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert [row["label"] for row in scores if row["best"]] == ["2"]  # 2 and 3 share their colours: the tie goes low
+    assert run(three_epochs, demo_root, tmp_path / "bad", "--weights", "sharpness=2") == 1
+    assert "unknown metric 'sharpness'" in caplog.text

@@ -117,7 +117,12 @@ def evaluate(args: argparse.Namespace) -> Path:
     for label, folder in progress_bar(folders, desc="scoring epochs", unit="epoch"):
         samples, skipped = scoring.load_samples(folder, masks)
         for reason, stems in skipped.items():
-            logger.warning("epoch %s: %d images skipped (%s): %s", label, len(stems), reason, ", ".join(stems[:10]))
+            what = (
+                f"images {reason}, scored without Dice/IoU"
+                if reason == "without a mask"
+                else f"images skipped ({reason})"
+            )
+            logger.warning("epoch %s: %d %s: %s", label, len(stems), what, ", ".join(stems[:10]))
         if not samples:
             logger.warning("epoch %s: no image could be scored; left out", label)
             continue

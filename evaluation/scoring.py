@@ -106,8 +106,9 @@ def mask_paths(dataroot: Path | None) -> dict[str, Path]:
 
 
 def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], dict[str, list[str]]]:
-    """The samples of one epoch folder and the stems skipped, by reason."""
-    skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "no mask": []}
+    """The samples of one epoch folder, and by reason the stems skipped or (``without a mask``) scored
+    without the nuclei metrics."""
+    skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "without a mask": []}
     samples = []
     for fake_path in sorted((folder / "images").glob("*_fake_B.png")):
         stem = fake_path.name.removesuffix("_fake_B.png")
@@ -120,7 +121,7 @@ def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], di
         if stem in masks:
             mask = _gray(read_array(masks[stem])) > 0
         elif masks:
-            skipped["no mask"].append(stem)
+            skipped["without a mask"].append(stem)
         if fake_B.shape[:2] != real_A.shape or (mask is not None and mask.shape != real_A.shape):
             skipped["size differs"].append(stem)
             continue

@@ -140,3 +140,20 @@ def test_weights_change_the_choice_and_bad_weights_are_refused(
     assert [row["label"] for row in scores if row["best"]] == ["2"]  # 2 and 3 share their colours: the tie goes low
     assert run(three_epochs, demo_root, tmp_path / "bad", "--weights", "sharpness=2") == 1
     assert "unknown metric 'sharpness'" in caplog.text
+
+
+def test_images_without_a_mask_are_scored_without_nuclei_metrics(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dataroot = tmp_path / "data"
+    shutil.copytree(demo_root / "testA_GT", dataroot / "testA_GT")
+    shutil.copytree(demo_root / "testB", dataroot / "testB")
+    missing = sorted((dataroot / "testA_GT").glob("*.png"))[0]
+    missing.unlink()
+    assert run(three_epochs, dataroot, tmp_path / "out") == 0
+    assert "epoch 2: 1 images skipped (no mask)" not in caplog.text  # counted, but not skipped:
+    assert "epoch 2: 1 images without a mask" in caplog.text
+    with open(tmp_path / "out" / "per_image.csv", newline="") as table:
+        rows = [row for row in csv.DictReader(table) if row["label"] == "2"]
+    assert len(rows) == 7
+    assert [row["dice"] for row in rows if row["image"] == missing.stem] == [""]

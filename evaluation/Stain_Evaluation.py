@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from evaluation import report, scoring
+from util.arg_types import positive_int
 from util.errors import CellCycleGANError, user_message
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference_dir", type=Path, default=None, help="real H&E tiles to compare with (default <dataroot>/testB)"
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <results_dir>/evaluation)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes scoring epochs at the same time (1 = in this process)",
+    )
     parser.add_argument(
         "--weights",
         default="",
@@ -113,9 +121,9 @@ def evaluate(args: argparse.Namespace) -> Path:
         logger.info("%s", note)
 
     rows: list[scoring.Row] = []
-    samples_by_label: dict[str, list[scoring.Sample]] = {}
-    for label, folder in progress_bar(folders, desc="scoring epochs", unit="epoch"):
-        samples, skipped = scoring.load_samples(folder, masks)
+    folder_of = dict(folders)
+    epochs = scoring.score_epochs(folders, masks, reference_pixels, args.workers)
+    for label, row, skipped in progress_bar(epochs, total=len(folders), desc="scoring epochs", unit="epoch"):
         for reason, stems in skipped.items():
             what = (
                 f"images {reason}, scored without Dice/IoU"
@@ -123,14 +131,13 @@ def evaluate(args: argparse.Namespace) -> Path:
                 else f"images skipped ({reason})"
             )
             logger.warning("epoch %s: %d %s: %s", label, len(stems), what, ", ".join(stems[:10]))
-        if not samples:
+        if row is None:
             logger.warning("epoch %s: no image could be scored; left out", label)
-            continue
-        samples_by_label[label] = samples
-        rows.append(scoring.score(label, samples, reference_pixels))
+        else:
+            rows.append(row)
     if not rows:
         raise scoring.EvaluationError(f"no epoch in {results_dir} has an image that could be scored")
-    first_samples = samples_by_label[rows[0].label]
+    first_samples, _ = scoring.load_samples(folder_of[rows[0].label], masks)
     for name, colorize in scoring.BASELINES.items():
         rows.append(scoring.score(name, scoring.baseline_samples(first_samples, colorize), reference_pixels, True))
 
@@ -140,7 +147,8 @@ def evaluate(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     report.write_tables(rows, best, out)
     report.plot_metrics(rows, best, out / "metrics_vs_epoch.png")
-    page = report.write_html(rows, best, samples_by_label[best.label], reference, out, notes)
+    best_samples, _ = scoring.load_samples(folder_of[best.label], masks)
+    page = report.write_html(rows, best, best_samples, reference, out, notes)
 
     print(report.format_table(rows, best))
     winners = scoring.metric_winners(rows)

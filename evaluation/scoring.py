@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +174,28 @@ def score(label: str, samples: list[Sample], reference_pixels: np.ndarray, is_ba
         values = [float(item[name]) for item in per_image if name in item]
         scores[name] = float(np.mean(values)) if values else math.nan
     return Row(label, is_baseline, scores, per_image)
+
+
+def score_epoch(
+    label: str, folder: Path, masks: dict[str, Path], reference_pixels: np.ndarray
+) -> tuple[Row | None, dict[str, list[str]]]:
+    """Load and score one epoch folder (None when no image could be scored), with what was skipped."""
+    samples, skipped = load_samples(folder, masks)
+    return (score(label, samples, reference_pixels) if samples else None), skipped
+
+
+def score_epochs(
+    folders: list[tuple[str, Path]], masks: dict[str, Path], reference_pixels: np.ndarray, workers: int = 1
+) -> Iterator[tuple[str, Row | None, dict[str, list[str]]]]:
+    """:func:`score_epoch` for every folder, in order; ``workers`` > 1 scores several epochs at once in processes."""
+    if workers <= 1 or len(folders) < 2:
+        for label, folder in folders:
+            yield label, *score_epoch(label, folder, masks, reference_pixels)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(score_epoch, label, folder, masks, reference_pixels) for label, folder in folders]
+        for (label, _), future in zip(folders, futures, strict=True):
+            yield label, *future.result()
 
 
 def baseline_samples(samples: list[Sample], colorize: Callable[[np.ndarray], np.ndarray]) -> list[Sample]:

@@ -157,3 +157,9 @@ def test_images_without_a_mask_are_scored_without_nuclei_metrics(
         rows = [row for row in csv.DictReader(table) if row["label"] == "2"]
     assert len(rows) == 7
     assert [row["dice"] for row in rows if row["image"] == missing.stem] == [""]
+
+
+def test_scores_do_not_depend_on_the_number_of_workers(three_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
+    assert run(three_epochs, demo_root, tmp_path / "one", "--workers", "1") == 0
+    assert run(three_epochs, demo_root, tmp_path / "two", "--workers", "2") == 0
+    assert (tmp_path / "one" / "scores.json").read_text() == (tmp_path / "two" / "scores.json").read_text()

@@ -103,6 +103,20 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     return (image @ weights)[:, :, None]
 
 
+def read_mask_values(path: str | os.PathLike) -> np.ndarray:
+    """The raw values of a mask or label image as (H, W), dtype unchanged: foreground is where they are above 0.
+
+    Not rescaled (``read_image`` would stretch 0/1 or 16-bit labels by their range); an alpha
+    channel is dropped and colour masks keep, per pixel, the largest channel.
+    """
+    array = read_array(path)
+    if array.ndim == 3:
+        if array.shape[2] in (2, 4):
+            array = array[:, :, :-1]
+        array = array.max(axis=2)
+    return array
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an 8-bit gray (H, W) / (H, W, 1) or RGB (H, W, 3) array; the extension picks the format.
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.image_io import list_images, read_array
+from data.image_io import list_images, read_mask_values
 from data.unaligned_dataset import UnalignedDataset
 from util.errors import DatasetError, OptionError
 
@@ -116,14 +116,10 @@ class ImprovedUnalignedDataset(UnalignedDataset):
     def read_mask(self, path: Path) -> torch.Tensor:
         """The mask at ``path`` as a (1, H, W) float32 tensor of 0 (background) and 1 (nucleus).
 
-        Raw values are read (``read_image`` would rescale 16-bit files by their range); any
-        channel above zero is foreground, and an alpha channel is ignored.
+        Raw values are read (:func:`data.image_io.read_mask_values`): any channel above zero is
+        foreground, and an alpha channel is ignored.
         """
-        array = read_array(path)
-        if array.ndim == 3:
-            if array.shape[2] in (2, 4):
-                array = array[:, :, :-1]
-            array = array.max(axis=2)
+        array = read_mask_values(path)
         values = np.unique(array)
         if not self.warned_about_mask_values and not np.isin(values, (0, 255)).all():
             self.warned_about_mask_values = True

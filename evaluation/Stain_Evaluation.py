@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from evaluation import report, scoring
 from util.arg_types import positive_int
-from util.errors import CellCycleGANError, user_message
+from util.errors import CellCycleGANError, EvaluationError, user_message
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -74,15 +74,13 @@ def parse_weights(text: str) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         if name not in weights:
-            raise scoring.EvaluationError(
-                f"--weights: unknown metric {name!r}; valid names: {', '.join(scoring.METRIC_NAMES)}"
-            )
+            raise EvaluationError(f"--weights: unknown metric {name!r}; valid names: {', '.join(scoring.METRIC_NAMES)}")
         try:
             weights[name] = float(value)
         except ValueError:
-            raise scoring.EvaluationError(f"--weights: {item!r} is not name=number") from None
+            raise EvaluationError(f"--weights: {item!r} is not name=number") from None
         if weights[name] < 0:
-            raise scoring.EvaluationError(f"--weights: {name} must be >= 0, got {value}")
+            raise EvaluationError(f"--weights: {name} must be >= 0, got {value}")
     return weights
 
 
@@ -107,7 +105,7 @@ def evaluate(args: argparse.Namespace) -> Path:
     dataroot = resolve_dataroot(results_dir, args.dataroot)
     reference_dir = args.reference_dir or (dataroot / "testB" if dataroot else None)
     if reference_dir is None:
-        raise scoring.EvaluationError(
+        raise EvaluationError(
             "no real H&E reference: pass --dataroot (with a testB folder) or --reference_dir <real H&E tiles>"
         )
     reference = scoring.load_reference(reference_dir)
@@ -136,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> Path:
         else:
             rows.append(row)
     if not rows:
-        raise scoring.EvaluationError(f"no epoch in {results_dir} has an image that could be scored")
+        raise EvaluationError(f"no epoch in {results_dir} has an image that could be scored")
     first_samples, _ = scoring.load_samples(folder_of[rows[0].label], masks)
     for name, colorize in scoring.BASELINES.items():
         rows.append(scoring.score(name, scoring.baseline_samples(first_samples, colorize), reference_pixels, True))

@@ -13,16 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
-from data.image_io import list_images, read_array
+from data.image_io import list_images, read_array, read_image, read_mask_values, to_unit_range
 from evaluation import baselines, metrics
-from util.errors import CellCycleGANError
+from util.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
-
-
-class EvaluationError(CellCycleGANError):
-    """Results or reference images that cannot be evaluated as asked."""
 
 
 #: Every metric of the table: (name, higher is better, what it measures).
@@ -117,10 +114,10 @@ def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], di
         if not real_path.is_file():
             skipped["no real_A"].append(stem)
             continue
-        fake_B, real_A = _rgb(read_array(fake_path), fake_path), _gray(read_array(real_path))
+        fake_B, real_A = read_uint8(fake_path, 3), read_uint8(real_path, 1)
         mask = None
         if stem in masks:
-            mask = _gray(read_array(masks[stem])) > 0
+            mask = read_mask_values(masks[stem]) > 0
         elif masks:
             skipped["without a mask"].append(stem)
         if fake_B.shape[:2] != real_A.shape or (mask is not None and mask.shape != real_A.shape):
@@ -145,8 +142,14 @@ def load_reference(reference_dir: Path) -> list[np.ndarray]:
             raise EvaluationError(
                 f"reference image {path} is not RGB (shape {array.shape}); the reference must be colour H&E tiles"
             )
-        tiles.append(_rgb(array, path))
+        tiles.append(_to_uint8(to_unit_range(array[:, :, :3])))
     return tiles
+
+
+def read_uint8(path: Path, channels: int) -> np.ndarray:
+    """An image through the project's one reader, as 8-bit: (H, W) gray or (H, W, 3) RGB."""
+    image = _to_uint8(read_image(path, channels))
+    return image[:, :, 0] if channels == 1 else image
 
 
 # -- scoring --------------------------------------------------------------------------------
@@ -219,7 +222,7 @@ def rank(rows: list[Row], weights: dict[str, float]) -> None:
     for name in used:
         values = np.array([row.scores[name] for row in rows])
         order = -values if HIGHER_IS_BETTER[name] else values
-        ranks = _average_ranks(order)
+        ranks = rankdata(order, method="average")
         composite += weights[name] * ranks
     for row, value in zip(rows, composite / total, strict=True):
         row.composite = float(value)
@@ -262,33 +265,10 @@ def pixel_batch(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([image.reshape(-1, 3) for image in images])[None, :, None, :]
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``values`` (smallest first); ties share their average rank."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def _epoch_order(label: str) -> tuple[int, int, str]:
     return (0, int(label), "") if label.isdigit() else (1, 0, label)
 
 
-def _rgb(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype != np.uint8:
-        raise EvaluationError(
-            f"{path} is not an 8-bit image ({array.dtype}); results and references are 8-bit PNG/JPEG"
-        )
-    if array.ndim == 2:
-        return np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3])
-
-
-def _gray(array: np.ndarray) -> np.ndarray:
-    if array.ndim == 3:
-        weights = np.array([0.299, 0.587, 0.114])
-        array = np.rint(array[:, :, :3] @ weights).astype(array.dtype)
-    return array
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8, exact for images that were 8-bit."""
+    return np.rint(image * 255.0).astype(np.uint8)

@@ -100,14 +100,17 @@ class SegCycleGANModel(CycleGANModel):
                 "--dataset_mode improvedunaligned with a <dataroot>/trainA_GT folder, or --lambda_gt 0"
             )
 
-    def forward(self) -> None:
-        """CycleGAN's forward; in training also the soft nucleus map that the GT loss reads from ``fake_B``."""
-        super().forward()
+    def current_visuals(self) -> dict[str, torch.Tensor]:
+        """CycleGAN's visuals; in training also the soft nucleus map that the GT loss reads from ``fake_B``.
+
+        Computed here, when a report asks for it, rather than in every training step.
+        """
         if self.is_train and "fake_B" in self.visuals:
             probability = improved_losses.nucleus_probability(
                 self.visuals["fake_B"].detach(), self.opt.gt_threshold, self.opt.gt_temperature
             )
             self.visuals["nuclei_fake_B"] = probability * 2.0 - 1.0
+        return super().current_visuals()
 
     def generator_losses(self) -> dict[str, torch.Tensor]:
         losses = super().generator_losses()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from data.image_io import read_array
 from options.train_options import TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +31,16 @@ def dataset_options(dataroot: Path, *extra: str) -> argparse.Namespace:
     unused_checkpoints = str(dataroot.parent / "unused_checkpoints")
     arguments = ["--dataroot", str(dataroot), "--checkpoints_dir", unused_checkpoints, "--gpu_ids", "-1"]
     return TrainOptions().parse([*arguments, "--num_threads", "0", *extra])
+
+
+def demo_arrays(folder: Path, count: int | None = None, start: int = 0) -> np.ndarray:
+    """The PNG crops of a demo folder, stacked as stored: (N, H, W) or (N, H, W, 3) uint8."""
+    paths = sorted(Path(folder).glob("*.png"))[start : None if count is None else start + count]
+    return np.stack([read_array(path) for path in paths])
+
+
+def demo_batch(folder: Path, count: int, start: int = 0) -> torch.Tensor:
+    """Demo crops as a model batch (N, C, H, W): images in [-1, 1], masks (``*_GT`` folders) in {0, 1}."""
+    images = torch.from_numpy(demo_arrays(folder, count, start)).float()
+    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    return (images > 0).float() if Path(folder).name.endswith("_GT") else images / 127.5 - 1.0

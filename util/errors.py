@@ -27,6 +27,10 @@ class CheckpointError(CellCycleGANError):
     """A checkpoint that is missing, incomplete or made for another architecture."""
 
 
+class EvaluationError(CellCycleGANError):
+    """Test results or reference images that cannot be evaluated as asked."""
+
+
 def user_message(error: BaseException) -> str:
     """The message of ``error`` without the traceback a DataLoader worker wraps around it.
 

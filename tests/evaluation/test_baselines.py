@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 from skimage.color import rgb2hsv
 
-from data.image_io import read_array
 from evaluation.baselines import EOSIN_BETA, HEMATOXYLIN_BETA, beer_lambert_he, gray_as_rgb
 from evaluation.metrics import darkness
-
-
-def load(root: Path, folder: str) -> np.ndarray:
-    return np.stack([read_array(path) for path in sorted((root / folder).glob("*.png"))])
+from tests.helpers import demo_arrays
 
 
 def test_gray_as_rgb_repeats_the_gray(demo_root: Path) -> None:
-    gray = load(demo_root, "testA")[0]
+    gray = demo_arrays(demo_root / "testA")[0]
     rgb = gray_as_rgb(gray)
     assert rgb.shape == (*gray.shape, 3) and rgb.dtype == np.uint8
     for channel in range(3):
@@ -48,7 +44,7 @@ def test_beer_lambert_follows_the_formula_at_the_extremes() -> None:
 
 
 def test_beer_lambert_is_deterministic_uint8_rgb(demo_root: Path) -> None:
-    gray = load(demo_root, "testA")[0]
+    gray = demo_arrays(demo_root / "testA")[0]
     first = beer_lambert_he(gray)
     assert first.shape == (*gray.shape, 3) and first.dtype == np.uint8
     np.testing.assert_array_equal(first, beer_lambert_he(gray.copy()))
@@ -57,7 +53,7 @@ def test_beer_lambert_is_deterministic_uint8_rgb(demo_root: Path) -> None:
 
 
 def test_beer_lambert_on_real_crops_gives_dark_purple_nuclei_on_pink(demo_root: Path) -> None:
-    grays, masks = load(demo_root, "testA"), load(demo_root, "testA_GT") > 0
+    grays, masks = demo_arrays(demo_root / "testA"), demo_arrays(demo_root / "testA_GT") > 0
     rgb = np.stack([beer_lambert_he(gray) for gray in grays])
     hue = rgb2hsv(rgb)[..., 0] * 360
     nuclei, background = masks, ~masks

@@ -9,17 +9,12 @@ import pytest
 from scipy.stats import wasserstein_distance
 from skimage.color import rgb2hed, rgb2hsv, rgb2lab
 
-from data.image_io import read_array
 from evaluation import metrics
 from evaluation.baselines import beer_lambert_he, gray_as_rgb
+from tests.helpers import demo_arrays
 
 DARK_PURPLE = (70, 40, 120)  # a hematoxylin-stained nucleus
 PALE_PINK = (240, 170, 210)  # eosin-stained background
-
-
-def load(root: Path, folder: str) -> np.ndarray:
-    """All images of a demo folder stacked: (N, H, W) or (N, H, W, 3) uint8."""
-    return np.stack([read_array(path) for path in sorted((root / folder).glob("*.png"))])
 
 
 def paint(mask: np.ndarray, nucleus: tuple[int, int, int], background: tuple[int, int, int]) -> np.ndarray:
@@ -33,7 +28,7 @@ def single_colour(colour: tuple[int, int, int], size: int = 8) -> np.ndarray:
 
 # -- colour distributions ------------------------------------------------------------------------
 def test_identical_batches_score_perfectly(demo_root: Path) -> None:
-    he = load(demo_root, "testB")
+    he = demo_arrays(demo_root / "testB")
     assert metrics.hsv_correlation(he, he.copy()) == pytest.approx(1.0, abs=1e-12)
     assert metrics.sliced_wasserstein_lab(he, he.copy()) == 0.0
     assert metrics.stain_wasserstein(he, he.copy()) == {"hematoxylin": 0.0, "eosin": 0.0}
@@ -43,8 +38,8 @@ def test_identical_batches_score_perfectly(demo_root: Path) -> None:
 
 
 def test_rolled_channels_score_worse_than_real_he(demo_root: Path) -> None:
-    reference = load(demo_root, "trainB")
-    real = load(demo_root, "testB")  # other crops of the same slide: close, not identical
+    reference = demo_arrays(demo_root / "trainB")
+    real = demo_arrays(demo_root / "testB")  # other crops of the same slide: close, not identical
     rolled = real[..., [1, 2, 0]]  # pink becomes green-blue
     assert metrics.hsv_correlation(real, reference) > 0.9 > 0.5 > metrics.hsv_correlation(rolled, reference)
     assert (
@@ -81,7 +76,7 @@ def test_hsv_bins_agree_with_skimage_except_float_rounding_on_bin_edges(bins: tu
 
 
 def test_hsv_histogram_accepts_lists_of_images_of_any_size(demo_root: Path) -> None:
-    he = load(demo_root, "testB")
+    he = demo_arrays(demo_root / "testB")
     parts = [he[0], he[1, :40, :90]]
     pooled = np.concatenate([part.reshape(1, -1, 1, 3) for part in parts], axis=1)
     np.testing.assert_array_equal(metrics.hsv_histogram(parts), metrics.hsv_histogram(pooled))
@@ -96,7 +91,7 @@ def test_hsv_correlation_of_disjoint_colours_is_not_positive() -> None:
 
 
 def test_sliced_wasserstein_is_deterministic_and_seeded(demo_root: Path) -> None:
-    he, reference = load(demo_root, "testB"), load(demo_root, "trainB")
+    he, reference = demo_arrays(demo_root / "testB"), demo_arrays(demo_root / "trainB")
     first = metrics.sliced_wasserstein_lab(he, reference, max_pixels=20_000)
     assert metrics.sliced_wasserstein_lab(he, reference, max_pixels=20_000) == first
     other_seed = metrics.sliced_wasserstein_lab(he, reference, max_pixels=20_000, seed=1)
@@ -104,7 +99,7 @@ def test_sliced_wasserstein_is_deterministic_and_seeded(demo_root: Path) -> None
 
 
 def test_sliced_wasserstein_handles_different_sample_counts(demo_root: Path) -> None:
-    he = load(demo_root, "testB")
+    he = demo_arrays(demo_root / "testB")
     # The same distribution, twice as many samples: compared through quantiles, almost 0.
     doubled = np.concatenate([he, he])
     assert metrics.sliced_wasserstein_lab(he, doubled, max_pixels=10**6) < 0.01
@@ -132,7 +127,7 @@ def test_quantiles_of_sorted_rows_match_numpy() -> None:
 
 # -- stains --------------------------------------------------------------------------------------
 def test_stain_densities_equal_rgb2hed(demo_root: Path) -> None:
-    he = load(demo_root, "testB")
+    he = demo_arrays(demo_root / "testB")
     hematoxylin, eosin = metrics.stain_densities(he)
     expected = rgb2hed(he).reshape(-1, 3)
     assert hematoxylin.shape == eosin.shape == (he[..., 0].size,)
@@ -144,7 +139,7 @@ def test_stain_densities_equal_rgb2hed(demo_root: Path) -> None:
 
 @pytest.mark.parametrize("reference_count", [3, 5])  # fewer samples than testB's 5 crops (scipy), as many (sorted)
 def test_stain_wasserstein_is_scipys_distance_when_not_subsampled(demo_root: Path, reference_count: int) -> None:
-    he, reference = load(demo_root, "testB"), load(demo_root, "trainB")[:reference_count]
+    he, reference = demo_arrays(demo_root / "testB"), demo_arrays(demo_root / "trainB")[:reference_count]
     scores = metrics.stain_wasserstein(he, reference, max_pixels=10**6)
     mine, theirs = metrics.stain_densities(he), metrics.stain_densities(reference)
     assert scores["hematoxylin"] == pytest.approx(wasserstein_distance(mine[0], theirs[0]), rel=1e-9)
@@ -153,7 +148,7 @@ def test_stain_wasserstein_is_scipys_distance_when_not_subsampled(demo_root: Pat
 
 # -- structure -----------------------------------------------------------------------------------
 def test_structure_ssim_is_1_for_the_gray_input_itself(demo_root: Path) -> None:
-    gray = load(demo_root, "testA")[0]
+    gray = demo_arrays(demo_root / "testA")[0]
     assert metrics.structure_ssim(gray_as_rgb(gray), gray) == pytest.approx(1.0, abs=1e-9)
     moved = np.roll(gray, 3, axis=1)
     assert metrics.structure_ssim(gray_as_rgb(moved), gray) < 0.9
@@ -162,7 +157,7 @@ def test_structure_ssim_is_1_for_the_gray_input_itself(demo_root: Path) -> None:
 
 
 def test_structure_ssim_batch_equals_per_image_ssim(demo_root: Path) -> None:
-    grays = load(demo_root, "testA")
+    grays = demo_arrays(demo_root / "testA")
     rng = np.random.default_rng(2)
     colorized = np.stack([beer_lambert_he(gray) for gray in grays])
     colorized[1] = rng.integers(0, 256, colorized[1].shape, dtype=np.uint8)  # an unrelated image too
@@ -183,7 +178,7 @@ def test_darkness_range_and_shapes() -> None:
 
 
 def test_darkness_mask_of_a_colorization_painted_from_the_truth(demo_root: Path) -> None:
-    masks = load(demo_root, "testA_GT") > 0
+    masks = demo_arrays(demo_root / "testA_GT") > 0
     rng = np.random.default_rng(3)
     for mask in masks:
         painted = paint(mask, DARK_PURPLE, PALE_PINK).astype(np.int64)
@@ -197,7 +192,7 @@ def test_darkness_mask_of_a_colorization_painted_from_the_truth(demo_root: Path)
 
 
 def test_both_rules_find_ordinary_purple_nuclei(demo_root: Path) -> None:
-    mask = load(demo_root, "testA_GT")[0] > 0
+    mask = demo_arrays(demo_root / "testA_GT")[0] > 0
     painted = paint(mask, DARK_PURPLE, PALE_PINK)
     assert metrics.dice_iou(metrics.nuclei_mask_by_darkness(painted), mask) == (1.0, 1.0)
     assert metrics.dice_iou(metrics.nuclei_mask_by_hematoxylin(painted), mask) == (1.0, 1.0)
@@ -209,7 +204,7 @@ def test_saturated_pink_background_fools_the_hematoxylin_rule_only(demo_root: Pa
     # The saturated magenta-pink background keeps a small positive density, so Otsu on H selects
     # the background, while darkness still ranks the violet nuclei darkest.
     violet, magenta_pink = (148, 0, 211), (180, 70, 175)
-    mask = load(demo_root, "testA_GT")[0] > 0
+    mask = demo_arrays(demo_root / "testA_GT")[0] > 0
     painted = paint(mask, violet, magenta_pink)
     hematoxylin = rgb2hed(painted)[..., 0]
     assert hematoxylin[~mask].min() > 0.02 > 0.001 > hematoxylin[mask].max()  # the background reads as "more H"

@@ -6,28 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from skimage.color import rgb2hsv
 from skimage.metrics import structural_similarity
 
 from models import improved_losses as losses
 from models.networks import define_generator
-
-
-def load_batch(folder: Path, count: int = 4) -> torch.Tensor:
-    """Real demo crops as an (N, C, H, W) batch in [-1, 1]."""
-    arrays = [np.asarray(Image.open(path), dtype=np.float32) / 255.0 for path in sorted(folder.glob("*.png"))[:count]]
-    batch = torch.from_numpy(np.stack(arrays))
-    batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-    return batch * 2.0 - 1.0
+from tests.helpers import demo_batch
 
 
 @pytest.fixture(scope="module")
 def crops(demo_root: Path) -> dict[str, torch.Tensor]:
     return {
-        "gray": load_batch(demo_root / "trainA"),
-        "mask": (load_batch(demo_root / "trainA_GT") > 0).float(),
-        "he": load_batch(demo_root / "trainB", 8),
+        "gray": demo_batch(demo_root / "trainA", 4),
+        "mask": demo_batch(demo_root / "trainA_GT", 4),
+        "he": demo_batch(demo_root / "trainB", 8),
     }
 
 

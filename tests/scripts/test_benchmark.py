@@ -6,11 +6,9 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from data.image_io import read_array
 from models import improved_losses
 from scripts.benchmark import REQUIRED_KEYS, BenchmarkConfig, format_table, main, run_benchmark
 from scripts.reference_losses import (
@@ -19,20 +17,13 @@ from scripts.reference_losses import (
     reference_hsv_loss,
     reference_hsv_loss_numpy,
 )
+from tests.helpers import demo_batch
 from util.errors import DatasetError
 
 TINY = [
     "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--crop_size", "32", "--gpu_ids", "-1",
     "--iterations", "1", "--warmup", "1", "--repeats", "1", "--loss_batch_size", "1",
 ]  # fmt: skip
-
-
-def load_crops(folder: Path, count: int, start: int = 0) -> torch.Tensor:
-    """``count`` real crops of ``folder`` as (N, C, H, W) in [-1, 1] (masks: {0, 1})."""
-    arrays = [read_array(path) for path in sorted(folder.glob("*.png"))[start : start + count]]
-    images = torch.from_numpy(np.stack(arrays)).float()
-    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
-    return images / 255.0 if folder.name.endswith("_GT") else images / 127.5 - 1.0
 
 
 def test_json_has_both_models_every_key_and_finite_numbers(
@@ -73,7 +64,7 @@ def test_json_has_both_models_every_key_and_finite_numbers(
 
 
 def test_reference_hsv_loss_is_zero_for_identical_images_and_grows_with_a_colour_shift(demo_root: Path) -> None:
-    he = load_crops(demo_root / "trainB", 2)
+    he = demo_batch(demo_root / "trainB", 2)
     shifted = he.roll(1, dims=1)  # R, G, B -> B, R, G: pink and purple become other hues
     assert reference_hsv_loss(he, he) == pytest.approx(0.0, abs=1e-6)
     assert reference_hsv_loss(shifted, he) > 0.1
@@ -84,21 +75,21 @@ def test_reference_hsv_loss_is_zero_for_identical_images_and_grows_with_a_colour
 
 
 def test_reference_hsv_loss_scores_only_the_last_image_pair(demo_root: Path) -> None:
-    he = load_crops(demo_root / "trainB", 2)
+    he = demo_batch(demo_root / "trainB", 2)
     first_changed = he.clone()
     first_changed[0] = first_changed[0].roll(1, dims=0)
     assert reference_hsv_loss(first_changed, he) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_reference_color_variation_loss_equals_ours_on_real_crops(demo_root: Path) -> None:
-    he, gray = load_crops(demo_root / "trainB", 3), load_crops(demo_root / "trainA", 3)
+    he, gray = demo_batch(demo_root / "trainB", 3), demo_batch(demo_root / "trainA", 3)
     ours = float(improved_losses.color_variation_loss(he, gray))
     assert reference_color_variation_loss(he, gray) == pytest.approx(ours, abs=1e-3)
     assert reference_color_variation_loss(gray.expand(-1, 3, -1, -1), gray) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_reference_gt_loss_agrees_in_direction_with_ours(demo_root: Path) -> None:
-    gray, mask = load_crops(demo_root / "trainA", 4), load_crops(demo_root / "trainA_GT", 4)
+    gray, mask = demo_batch(demo_root / "trainA", 4), demo_batch(demo_root / "trainA_GT", 4)
     assert mask.any() and not mask.all()
     inverted = -gray  # nuclei bright, background dark: the wrong way round
     assert reference_gt_loss(gray, mask) < reference_gt_loss(inverted, mask)

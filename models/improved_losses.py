@@ -251,7 +251,7 @@ def _soft_assignment(
     return neighbours, torch.stack([1.0 - upper_weight, upper_weight])
 
 
-def hue_saturation_histogram(
+def soft_hsv_histogram(
     rgb: torch.Tensor,
     *,
     hue_bins: int = 36,
@@ -309,7 +309,7 @@ def hsv_loss(
 ) -> torch.Tensor:
     """Distance between the colour distributions of generated and real RGB batches: in [0, 1].
 
-    Both batches become one soft hue x saturation histogram each (:func:`hue_saturation_histogram`,
+    Both batches become one soft hue x saturation x value histogram each (:func:`soft_hsv_histogram`,
     hue circular, since H&E hues sit near the 0/360 degree wrap: hematoxylin about 245-272,
     eosin about 335-347 degrees); the distance is their squared Hellinger distance. Hellinger
     rather than the published ``1 - (correlation + 1) / 2``: it compares probability
@@ -321,7 +321,7 @@ def hsv_loss(
     colours closer still (0.91) but brought tissue texture back into the background (Dice 0.68).
     """
     options = dict(hue_bins=hue_bins, saturation_bins=saturation_bins, value_bins=value_bins, bandwidth=bandwidth)
-    generated = hue_saturation_histogram(generated_rgb, **options)
+    generated = soft_hsv_histogram(generated_rgb, **options)
     with torch.no_grad():
-        real = hue_saturation_histogram(real_rgb, **options)
+        real = soft_hsv_histogram(real_rgb, **options)
     return hellinger_squared(generated, real)

@@ -133,8 +133,8 @@ class SegCycleGANModel(CycleGANModel):
                 bandwidth=opt.hsv_bandwidth,
             )
             with torch.no_grad():  # one histogram of the real batch serves both terms
-                real = improved_losses.hue_saturation_histogram(v["real_B"], **histogram_options)
+                real = improved_losses.soft_hsv_histogram(v["real_B"], **histogram_options)
             for name, generated in (("HSV_fake", v["fake_B"]), ("HSV_rec", v["rec_B"])):
-                histogram = improved_losses.hue_saturation_histogram(generated, **histogram_options)
+                histogram = improved_losses.soft_hsv_histogram(generated, **histogram_options)
                 losses[name] = opt.lambda_hsv * improved_losses.hellinger_squared(histogram, real)
         return losses

@@ -145,7 +145,7 @@ def test_hsv_loss_with_narrow_kernel_matches_a_hard_histogram(crops: dict[str, t
             reference = 1.0 - np.sqrt(p * q).sum()
             ours = losses.hsv_loss(first, second, value_bins=value_bins, bandwidth=1e-3).item()
             assert ours == pytest.approx(reference, abs=1e-3)
-    histogram = losses.hue_saturation_histogram(he, bandwidth=1e-3)
+    histogram = losses.soft_hsv_histogram(he, bandwidth=1e-3)
     assert histogram.sum().item() == pytest.approx(1.0, abs=1e-4)
     assert np.abs(histogram.numpy() - numpy_hard_histogram(he)).max() < 2e-3
 
@@ -225,4 +225,4 @@ def test_each_loss_alone_reaches_the_generator_parameters(crops: dict[str, torch
 def test_histogram_refuses_a_bandwidth_outside_one_bin(crops: dict[str, torch.Tensor]) -> None:
     for bandwidth in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"bandwidth must be in \(0, 1\]"):
-            losses.hue_saturation_histogram(crops["he"], bandwidth=bandwidth)
+            losses.soft_hsv_histogram(crops["he"], bandwidth=bandwidth)

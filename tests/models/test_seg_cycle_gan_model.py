@@ -77,7 +77,7 @@ def test_a_zero_weight_skips_computing_its_loss(
     skipped = {
         "lambda_gt": ("gt_loss", "gt_reconstruction_loss"),
         "lambda_cv": ("color_variation_loss",),
-        "lambda_hsv": ("hue_saturation_histogram",),
+        "lambda_hsv": ("soft_hsv_histogram",),
     }[zeroed]
 
     def must_not_run(*args: object, **kwargs: object) -> None:

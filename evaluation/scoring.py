@@ -92,7 +92,7 @@ def epoch_folders(results_dir: Path) -> list[tuple[str, Path]]:
             f"no test_<epoch>/images/*_fake_B.png in {results_dir}; run python test.py --name <experiment> "
             "--epoch all first"
         )
-    return sorted(found, key=lambda item: (0, int(item[0]), "") if item[0].isdigit() else (1, 0, item[0]))
+    return sorted(found, key=lambda item: _epoch_order(item[0]))
 
 
 def mask_paths(dataroot: Path | None) -> dict[str, Path]:
@@ -266,6 +266,7 @@ def pixel_batch(images: list[np.ndarray]) -> np.ndarray:
 
 
 def _epoch_order(label: str) -> tuple[int, int, str]:
+    """Numbered epochs in numeric order (2 before 10), then named ones such as ``latest``."""
     return (0, int(label), "") if label.isdigit() else (1, 0, label)
 
 

@@ -85,9 +85,13 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
 
     RGB becomes gray by BT.601 luma; gray becomes RGB by repeating; alpha is dropped.
     """
+    return image_from_array(read_array(path), channels, path)
+
+
+def image_from_array(array: np.ndarray, channels: int, path: str | os.PathLike) -> np.ndarray:
+    """:func:`read_image` of pixels already read by :func:`read_array` from ``path`` (named in errors)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    array = read_array(path)
     if not np.isfinite(array).all():
         raise ImageReadError(f"image {path} contains NaN or infinite values")
     image = to_unit_range(array)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from evaluation import report, scoring
+import numpy as np
+
+from evaluation import inception, metrics, report, scoring
 from util.arg_types import positive_int
 from util.errors import CellCycleGANError, EvaluationError, user_message
 from util.log import setup_logging
@@ -56,8 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=min(2, os.cpu_count() or 1),
+        default=min(8, os.cpu_count() or 1),
         help="processes scoring epochs at the same time (1 = in this process)",
+    )
+    parser.add_argument(
+        "--inception_weights",
+        type=Path,
+        default=None,
+        help=f"{inception.WEIGHTS_NAME} (from {inception.WEIGHTS_URL}): adds FID and KID; without it they are skipped",
+    )
+    parser.add_argument(
+        "--gpu_ids", default="auto", help="device of the Inception network: auto, -1 for the CPU, or a GPU index"
     )
     parser.add_argument(
         "--weights",
@@ -109,18 +120,55 @@ def evaluate(args: argparse.Namespace) -> Path:
             "no real H&E reference: pass --dataroot (with a testB folder) or --reference_dir <real H&E tiles>"
         )
     reference = scoring.load_reference(reference_dir)
-    reference_pixels = scoring.pixel_batch(reference)
-    masks = scoring.mask_paths(dataroot)
+    extractor = None
+    if args.inception_weights is not None:  # checked before the long scoring, not after it
+        extractor = inception.InceptionFeatures(args.inception_weights, args.gpu_ids)
+    inputs = scoring.load_test_inputs(folders[0][1], scoring.mask_paths(dataroot))
     notes = [f"Reference: {len(reference)} real H&E images from {reference_dir}."]
-    if not masks:
+    if not inputs.masks:
         notes.append("No testA_GT masks found: nuclei Dice and IoU are not computed.")
-    notes.append("FID/KID are not computed yet (they need Inception weights, which are not bundled).")
+    if extractor is None:
+        notes.append(
+            f"FID/KID not computed: they need the Inception weights ({inception.WEIGHTS_NAME}); "
+            "pass --inception_weights PATH."
+        )
     for note in notes:
         logger.info("%s", note)
 
-    rows: list[scoring.Row] = []
     folder_of = dict(folders)
-    epochs = scoring.score_epochs(folders, masks, reference_pixels, args.workers)
+    reference_summary = metrics.summarise_colours(reference)
+    rows = score_epochs(folders, inputs, reference_summary, args.workers)
+    first_samples, _ = scoring.load_samples(folder_of[rows[0].label], inputs)
+    baseline_samples = {
+        name: scoring.baseline_samples(first_samples, colorize) for name, colorize in scoring.BASELINES.items()
+    }
+    rows += [scoring.score(name, samples, reference_summary, True) for name, samples in baseline_samples.items()]
+    if extractor is not None:
+        add_inception_scores(rows, extractor, reference, folder_of, inputs, baseline_samples)
+
+    scoring.rank(rows, weights)
+    best = scoring.best_epoch(rows)
+    out = Path(args.out) if args.out else results_dir / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_tables(rows, best, out)
+    report.plot_metrics(rows, best, out / "metrics_vs_epoch.png")
+    best_samples, _ = scoring.load_samples(folder_of[best.label], inputs)
+    page = report.write_html(rows, best, best_samples, reference, out, notes)
+
+    print(report.format_table(rows, best))
+    winners = scoring.metric_winners(rows)
+    print("\nbest per metric: " + ", ".join(f"{name}: {label}" for name, label in winners.items()))
+    print(f"\nbest epoch: {best.label} (composite rank {best.composite:.2f}). {report.verdict(rows, best)}")
+    logger.info("report: %s", page)
+    return page
+
+
+def score_epochs(
+    folders: list[tuple[str, Path]], inputs: scoring.SharedInputs, reference: metrics.ColourSummary, workers: int
+) -> list[scoring.Row]:
+    """The rows of every epoch that has an image to score, with a progress bar and what was skipped logged."""
+    rows = []
+    epochs = scoring.score_epochs(folders, inputs, reference, workers)
     for label, row, skipped in progress_bar(epochs, total=len(folders), desc="scoring epochs", unit="epoch"):
         for reason, stems in skipped.items():
             what = (
@@ -134,26 +182,30 @@ def evaluate(args: argparse.Namespace) -> Path:
         else:
             rows.append(row)
     if not rows:
-        raise EvaluationError(f"no epoch in {results_dir} has an image that could be scored")
-    first_samples, _ = scoring.load_samples(folder_of[rows[0].label], masks)
-    for name, colorize in scoring.BASELINES.items():
-        rows.append(scoring.score(name, scoring.baseline_samples(first_samples, colorize), reference_pixels, True))
+        raise EvaluationError(f"no epoch in {folders[0][1].parent} has an image that could be scored")
+    return rows
 
-    scoring.rank(rows, weights)
-    best = scoring.best_epoch(rows)
-    out = Path(args.out) if args.out else results_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_tables(rows, best, out)
-    report.plot_metrics(rows, best, out / "metrics_vs_epoch.png")
-    best_samples, _ = scoring.load_samples(folder_of[best.label], masks)
-    page = report.write_html(rows, best, best_samples, reference, out, notes)
 
-    print(report.format_table(rows, best))
-    winners = scoring.metric_winners(rows)
-    print("\nbest per metric: " + ", ".join(f"{name}: {label}" for name, label in winners.items()))
-    print(f"\nbest epoch: {best.label} (composite rank {best.composite:.2f}). {report.verdict(rows, best)}")
-    logger.info("report: %s", page)
-    return page
+def add_inception_scores(
+    rows: list[scoring.Row],
+    extractor: inception.InceptionFeatures,
+    reference: list[np.ndarray],
+    folder_of: dict[str, Path],
+    inputs: scoring.SharedInputs,
+    baseline_samples: dict[str, list[scoring.Sample]],
+) -> None:
+    """Fill ``fid`` and ``kid`` of every row: Inception features of its colorizations against the reference's.
+
+    A baseline's images are in memory; an epoch's are read again from its folder.
+    """
+    reference_features = inception.FeatureSummary.of(extractor(reference, "Inception: reference"))
+    for row in progress_bar(rows, desc="FID/KID", unit="set"):
+        if row.is_baseline:
+            samples = baseline_samples[row.label]
+        else:
+            samples, _ = scoring.load_samples(folder_of[row.label], inputs)
+        features = extractor([sample.fake_B for sample in samples], f"Inception: {row.label}")
+        row.scores.update(inception.inception_distances(inception.FeatureSummary.of(features), reference_features))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,18 +33,21 @@ H, so a pink background carries more "hematoxylin" than the nuclei (the tests bu
 Darkness needs no stain model and ranks such nuclei darkest all the same.
 
 Speed: HSV bins come from a table of all 2**24 colours, stain densities from per-level tables,
-and distances from seeded pixel subsamples.
+and distances from seeded pixel subsamples. A reference is summarised once
+(:func:`summarise_colours`) and compared with every epoch (:func:`colour_distances`); the
+per-image measures run on whole batches (:func:`image_scores`, with a batched Otsu threshold
+equal to scikit-image's).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.stats import wasserstein_distance
 from skimage.color import hed_from_rgb, rgb2lab
-from skimage.filters import threshold_otsu
 from skimage.metrics import structural_similarity
 
 from util.color import LUMA_WEIGHTS
@@ -55,6 +58,8 @@ HSV_BINS = (32, 32, 32)
 MAX_HSV_BINS = 4096
 #: Levels of the common quantile grid on which projections of unequal sample counts are compared.
 QUANTILE_LEVELS = 1000
+#: Histogram bins of the Otsu threshold (threshold_otsu's default).
+OTSU_BINS = 256
 #: SSIM window: Gaussian sigma (pixels) and truncation (in sigmas) giving the 11-tap window of Wang et al. 2004.
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
@@ -188,8 +193,11 @@ def hsv_correlation(images: np.ndarray, reference: np.ndarray) -> float:
     Two histograms that are both constant (only possible with a single bin) have no defined
     correlation; they count as 1 when equal and 0 otherwise.
     """
-    first = hsv_histogram(images).ravel()
-    second = hsv_histogram(reference).ravel()
+    return _correlation(hsv_histogram(images).ravel(), hsv_histogram(reference).ravel())
+
+
+def _correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Pearson correlation of two flat histograms (see :func:`hsv_correlation`)."""
     first, second = first - first.mean(), second - second.mean()
     scale = np.sqrt(np.dot(first, first) * np.dot(second, second))
     if scale == 0:
@@ -220,19 +228,28 @@ def sliced_wasserstein_lab(
     over directions: 0 for identical inputs, and larger the further the colours are moved.
     Projections are float32 (sorting twice as fast); their error, ~1e-5 Lab units, is negligible.
     """
+    directions = _directions(projections, seed)
+    first = _sorted_lab_projections(_subsample(_pixels(images), max_pixels, seed), directions)
+    second = _sorted_lab_projections(_subsample(_pixels(reference), max_pixels, seed), directions)
+    return _sliced_distance(first, second)
+
+
+def _directions(projections: int, seed: int) -> np.ndarray:
+    """(projections, 3) float32 random unit directions of CIELAB, from an independent stream of ``seed``."""
     if projections < 1:
         raise ValueError(f"projections must be positive, got {projections}")
     directions = np.random.default_rng((seed, 1)).normal(size=(projections, 3))
-    directions = (directions / np.linalg.norm(directions, axis=1, keepdims=True)).astype(np.float32)
+    return (directions / np.linalg.norm(directions, axis=1, keepdims=True)).astype(np.float32)
 
-    def sorted_projections(pixels: np.ndarray) -> np.ndarray:
-        """(projections, samples) float32: the Lab pixels projected on every direction, each row ascending."""
-        lab = rgb2lab(pixels[:, None, :])[:, 0, :].astype(np.float32)
-        return np.sort(directions @ lab.T, axis=1)
 
-    first = sorted_projections(_subsample(_pixels(images), max_pixels, seed))
-    sample = _subsample(_pixels(reference), max_pixels, seed)
-    second = sorted_projections(sample)
+def _sorted_lab_projections(pixels: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """(projections, samples) float32: the Lab colours of (P, 3) uint8 pixels on every direction, rows ascending."""
+    lab = rgb2lab(pixels[:, None, :])[:, 0, :].astype(np.float32)
+    return np.sort(directions @ lab.T, axis=1)
+
+
+def _sliced_distance(first: np.ndarray, second: np.ndarray) -> float:
+    """Mean over directions of the 1-D W1 between two sets of sorted projections (see :func:`sliced_wasserstein_lab`)."""
     if first.shape != second.shape:
         levels = (np.arange(QUANTILE_LEVELS) + 0.5) / QUANTILE_LEVELS
         first, second = _quantiles_of_sorted(first, levels), _quantiles_of_sorted(second, levels)
@@ -294,6 +311,54 @@ def _wasserstein_of_sorted(first: np.ndarray, second: np.ndarray) -> float:
     return float(wasserstein_distance(first, second))
 
 
+# -- all colour distances against one reference -------------------------------------------------
+@dataclass(frozen=True)
+class ColourSummary:
+    """What the colour and stain distances need of one batch, computed once.
+
+    Summarise the real H&E reference once and compare every epoch with it through
+    :func:`colour_distances`: the reference's half of the work is then not redone per epoch.
+    """
+
+    hsv_histogram: np.ndarray  # flat, sums to 1
+    lab_projections: np.ndarray  # (projections, samples) float32, each row ascending
+    hematoxylin: np.ndarray  # ascending optical densities of the sampled pixels
+    eosin: np.ndarray
+    settings: tuple[int, int, int]  # (projections, seed, max_pixels) the samples were drawn with
+
+
+def summarise_colours(
+    images: np.ndarray, projections: int = 64, seed: int = 0, max_pixels: int = 200_000
+) -> ColourSummary:
+    """The :class:`ColourSummary` of a batch; the arguments mean what they mean in :func:`sliced_wasserstein_lab`."""
+    pixels = _pixels(images)
+    sample = _subsample(pixels, max_pixels, seed)
+    hematoxylin, eosin = _densities(sample)
+    return ColourSummary(
+        hsv_histogram=_hsv_histogram_of_pixels(pixels, HSV_BINS).ravel(),
+        lab_projections=_sorted_lab_projections(sample, _directions(projections, seed)),
+        hematoxylin=np.sort(hematoxylin),
+        eosin=np.sort(eosin),
+        settings=(projections, seed, max_pixels),
+    )
+
+
+def colour_distances(summary: ColourSummary, reference: ColourSummary) -> dict[str, float]:
+    """``hsv_correlation``, ``lab_swd``, ``hematoxylin_w1`` and ``eosin_w1`` of two summaries.
+
+    The same numbers as :func:`hsv_correlation`, :func:`sliced_wasserstein_lab` and
+    :func:`stain_wasserstein` of the two batches with the same settings.
+    """
+    if summary.settings != reference.settings:
+        raise ValueError(f"summaries drawn with different settings: {summary.settings} and {reference.settings}")
+    return {
+        "hsv_correlation": _correlation(summary.hsv_histogram, reference.hsv_histogram),
+        "lab_swd": _sliced_distance(summary.lab_projections, reference.lab_projections),
+        "hematoxylin_w1": _wasserstein_of_sorted(summary.hematoxylin, reference.hematoxylin),
+        "eosin_w1": _wasserstein_of_sorted(summary.eosin, reference.eosin),
+    }
+
+
 # -- structure ------------------------------------------------------------------------------------
 def structure_ssim(colorized: np.ndarray, gray: np.ndarray) -> float:
     """SSIM in [-1, 1] between the BT.601 luma of (H, W, 3) uint8 ``colorized`` and (H, W) uint8 ``gray``.
@@ -322,38 +387,48 @@ def _check_structure_pair(colorized: np.ndarray, gray: np.ndarray) -> tuple[np.n
 def structure_ssim_batch(colorized: np.ndarray, gray: np.ndarray) -> np.ndarray:
     """:func:`structure_ssim` of every pair of an (N, H, W, 3) uint8 and an (N, H, W) uint8 batch: (N,) float64.
 
-    The same computation as scikit-image's, several times faster: all images are filtered in one
-    OpenCV call on the images stacked as rows. scikit-image averages SSIM only over pixels at
-    least the window radius (5) from the border, whose windows lie wholly inside their own image,
-    so neither the border rule nor the neighbouring image in the stack changes the result.
+    scikit-image's computation, several times faster and within 1e-5 of it: all images are
+    filtered in one OpenCV call on the images stacked as rows, in float32 on values centred at
+    128 (so that variances do not cancel). scikit-image averages SSIM only over pixels at least
+    the window radius (5) from the border, whose windows lie wholly inside their own image, so
+    neither the border rule nor the neighbouring image in the stack changes the result.
     """
     luma, gray = _check_structure_pair(colorized, gray)
     if luma.ndim != 3:
         raise ValueError(f"expected a batch (N, H, W, 3), got colorized of shape {np.shape(colorized)}")
+    return _ssim_of_luma(luma, gray)
+
+
+def _ssim_of_luma(luma: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """SSIM (N,) of (N, H, W) luma against (N, H, W) gray, both in [0, 255] (see :func:`structure_ssim_batch`)."""
     count, height, width = luma.shape
     radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
     if min(height, width) < 2 * radius + 1:
         raise ValueError(f"images of {height}x{width} are smaller than the {2 * radius + 1}-pixel SSIM window")
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
-    kernel /= kernel.sum()
-
+    kernel = (kernel / kernel.sum()).astype(np.float32)
     interior = (slice(None), slice(radius, height - radius), slice(radius, width - radius))
 
     def smooth(values: np.ndarray) -> np.ndarray:
         """The Gaussian-weighted local mean of (N, H, W) ``values``, on the interior only: (N, H - 10, W - 10)."""
         rows = values.reshape(count * height, width)
-        smoothed = cv2.sepFilter2D(rows, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+        smoothed = cv2.sepFilter2D(rows, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
         return smoothed.reshape(values.shape)[interior]
 
-    mean_x, mean_y = smooth(luma), smooth(gray)
-    mean_xy = mean_x * mean_y
-    squares = mean_x * mean_x + mean_y * mean_y  # the two variances are needed only as a sum
-    variances = smooth(luma * luma) + smooth(gray * gray) - squares
-    covariance = smooth(luma * gray) - mean_xy
+    x = (luma - 128.0).astype(np.float32)
+    y = gray.astype(np.float32) - 128.0
+    centred_x, centred_y = smooth(x), smooth(y)
+    variances = smooth(x * x) + smooth(y * y) - (centred_x * centred_x + centred_y * centred_y)
+    covariance = smooth(x * y) - centred_x * centred_y
+    mean_x, mean_y = centred_x + 128.0, centred_y + 128.0
     c1, c2 = (SSIM_K1 * 255) ** 2, (SSIM_K2 * 255) ** 2
-    ssim = (2 * mean_xy + c1) * (2 * covariance + c2) / ((squares + c1) * (variances + c2))
-    return ssim.mean(axis=(1, 2))
+    ssim = (
+        (2 * mean_x * mean_y + c1)
+        * (2 * covariance + c2)
+        / ((mean_x * mean_x + mean_y * mean_y + c1) * (variances + c2))
+    )
+    return ssim.mean(axis=(1, 2), dtype=np.float64)
 
 
 # -- nuclei ---------------------------------------------------------------------------------------
@@ -363,36 +438,81 @@ def darkness(rgb: np.ndarray) -> np.ndarray:
     Nuclei are the darkest objects of H&E and of this project's inverted fluorescence, so this is
     the primary nucleus score.
     """
-    return np.clip(1.0 - _luma(rgb) / 255.0, 0.0, 1.0)
+    return _darkness_of_luma(_luma(rgb))
 
 
-def _above_otsu(values: np.ndarray) -> np.ndarray:
-    """``values > Otsu threshold`` as bool; all False for a constant image (no class to separate)."""
-    if values.min() == values.max():
-        return np.zeros(values.shape, bool)
-    return values > threshold_otsu(values)
+def _darkness_of_luma(luma: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - luma / 255.0, 0.0, 1.0)
 
 
-def _check_single(rgb: np.ndarray) -> np.ndarray:
-    rgb = _check_rgb(rgb)
-    if rgb.ndim != 3:
-        raise ValueError(f"expected one (H, W, 3) image, got shape {rgb.shape}")
-    return rgb
+def otsu_masks(values: np.ndarray) -> np.ndarray:
+    """``values > Otsu threshold`` per image of an (N, H, W) float batch (or one (H, W) image), as bool.
+
+    The threshold ``skimage.filters.threshold_otsu`` picks (256 bins spanning each image's own
+    range, bin edges as ``np.histogram`` places them), computed for all images at once. A
+    constant image has no two classes to separate and gives an all-False mask.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    single = values.ndim == 2
+    batch = values[None] if single else values
+    if batch.ndim != 3 or batch.shape[1] * batch.shape[2] == 0:
+        raise ValueError(f"expected (N, H, W) or (H, W) values, got shape {values.shape}")
+    flat = batch.reshape(len(batch), -1)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    constant = low == high
+    high = np.where(constant, low + 1.0, high)  # any range: these images are all False anyway
+    bins = OTSU_BINS
+    edges = np.linspace(low, high, bins + 1, axis=1)
+    scaled = (flat - low[:, None]) * (bins / (high - low))[:, None]
+    index = np.minimum(scaled.astype(np.intp), bins - 1)
+    # np.histogram's correction of values that rounding put one bin off: only possible within a
+    # tiny distance of an edge, so only those few values are checked against the edges themselves.
+    rows, columns = np.nonzero(np.abs(scaled - np.rint(scaled)) < 1e-6)
+    near = index[rows, columns]
+    values = flat[rows, columns]
+    near -= values < edges[rows, near]
+    near += (values >= edges[rows, near + 1]) & (near != bins - 1)
+    index[rows, columns] = near
+    offsets = np.arange(len(flat))[:, None] * bins
+    counts = np.bincount((index + offsets).ravel(), minlength=len(flat) * bins).reshape(len(flat), bins)
+    counts = counts.astype(np.float32)  # as threshold_otsu, whose class weights are float32 sums
+    centers = (edges[:, :-1] + edges[:, 1:]) / 2.0
+    weight_below = np.cumsum(counts, axis=1)
+    weight_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+    mass = counts * centers
+    mean_below = np.cumsum(mass, axis=1) / weight_below
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 only in constant images, masked out below
+        mean_above = (np.cumsum(mass[:, ::-1], axis=1) / weight_above[:, ::-1])[:, ::-1]
+        between = weight_below[:, :-1] * weight_above[:, 1:] * (mean_below[:, :-1] - mean_above[:, 1:]) ** 2
+    threshold = np.take_along_axis(centers, np.argmax(between, axis=1)[:, None], axis=1)
+    masks = (flat > threshold) & ~constant[:, None]
+    masks = masks.reshape(batch.shape)
+    return masks[0] if single else masks
 
 
 def nuclei_mask_by_darkness(rgb: np.ndarray) -> np.ndarray:
-    """Nuclei of an (H, W, 3) uint8 image as an (H, W) bool mask: :func:`darkness` above its Otsu threshold."""
-    return _above_otsu(darkness(_check_single(rgb)))
+    """Nuclei as a bool mask: :func:`darkness` above its Otsu threshold, per image.
+
+    ``rgb``: one (H, W, 3) uint8 image, giving (H, W), or an (N, H, W, 3) batch, giving (N, H, W).
+    """
+    return otsu_masks(darkness(_check_image_or_batch(rgb)))
 
 
 def nuclei_mask_by_hematoxylin(rgb: np.ndarray) -> np.ndarray:
-    """Nuclei of an (H, W, 3) uint8 image as an (H, W) bool mask: hematoxylin density above its Otsu threshold.
+    """Nuclei as a bool mask: hematoxylin density above its Otsu threshold, per image (shapes as above).
 
     Secondary rule: a saturated pink background can carry more H density than nuclei whose colour
     has a clipped channel, and Otsu then selects the background (see the module docstring).
     """
-    rgb = _check_single(rgb)
-    return _above_otsu(_density(rgb.reshape(-1, 3), _HEMATOXYLIN_TABLE).reshape(rgb.shape[:2]))
+    rgb = _check_image_or_batch(rgb)
+    return otsu_masks(_density(rgb.reshape(-1, 3), _HEMATOXYLIN_TABLE).reshape(rgb.shape[:-1]))
+
+
+def _check_image_or_batch(rgb: np.ndarray) -> np.ndarray:
+    rgb = _check_rgb(rgb)
+    if rgb.ndim not in (3, 4):
+        raise ValueError(f"expected one (H, W, 3) image or an (N, H, W, 3) batch, got shape {rgb.shape}")
+    return rgb
 
 
 def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -403,8 +523,37 @@ def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
     if predicted.shape != truth.shape:
         raise ValueError(f"mask shapes differ: {predicted.shape} and {truth.shape}")
-    overlap = int(np.count_nonzero(predicted & truth))
-    total = int(np.count_nonzero(predicted)) + int(np.count_nonzero(truth))
-    if total == 0:
-        return 1.0, 1.0
-    return 2.0 * overlap / total, overlap / (total - overlap)
+    dice, iou = dice_iou_batch(predicted[None], truth[None])
+    return float(dice[0]), float(iou[0])
+
+
+def dice_iou_batch(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dice_iou` of every pair of two (N, H, W) bool batches: two (N,) float64 arrays."""
+    predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
+    if predicted.shape != truth.shape or predicted.ndim != 3:
+        raise ValueError(f"expected two (N, H, W) batches of one shape, got {predicted.shape} and {truth.shape}")
+    overlap = np.count_nonzero(predicted & truth, axis=(1, 2)).astype(np.float64)
+    total = np.count_nonzero(predicted, axis=(1, 2)) + np.count_nonzero(truth, axis=(1, 2)).astype(np.float64)
+    empty = total == 0
+    total = np.where(empty, 1.0, total)
+    dice = np.where(empty, 1.0, 2.0 * overlap / total)
+    iou = np.where(empty, 1.0, overlap / np.maximum(total - overlap, 1.0))
+    return dice, iou
+
+
+def image_scores(colorized: np.ndarray, gray: np.ndarray, truth: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The per-image measures of a batch at once, each (N,) float64: ``ssim`` and, given ``truth``
+    masks, ``dice``, ``iou`` (darkness rule) and ``dice_hematoxylin``.
+
+    ``colorized`` (N, H, W, 3) uint8, ``gray`` (N, H, W) uint8, ``truth`` (N, H, W) bool. The
+    same values as :func:`structure_ssim_batch`, :func:`nuclei_mask_by_darkness`,
+    :func:`nuclei_mask_by_hematoxylin` and :func:`dice_iou` one by one; the luma is computed once.
+    """
+    luma, gray = _check_structure_pair(colorized, gray)
+    if luma.ndim != 3:
+        raise ValueError(f"expected a batch (N, H, W, 3), got colorized of shape {np.shape(colorized)}")
+    scores = {"ssim": _ssim_of_luma(luma, gray)}
+    if truth is not None:
+        scores["dice"], scores["iou"] = dice_iou_batch(otsu_masks(_darkness_of_luma(luma)), truth)
+        scores["dice_hematoxylin"], _ = dice_iou_batch(nuclei_mask_by_hematoxylin(colorized), truth)
+    return scores

@@ -43,13 +43,19 @@ def write_tables(rows: list[Row], best: Row, out: Path) -> None:
     )
 
 
+def computed_metrics(rows: list[Row]) -> list[str]:
+    """The metrics some row has a value for (FID/KID without weights, Dice without masks are left out)."""
+    return [name for name in METRIC_NAMES if any(math.isfinite(row.scores[name]) for row in rows)]
+
+
 def format_table(rows: list[Row], best: Row) -> str:
     """The score table for the console, the best epoch marked with ``*``."""
-    header = ["", *METRIC_NAMES, "composite"]
+    names = computed_metrics(rows)
+    header = ["", *names, "composite"]
     lines = [header]
     for row in rows:
         mark = "*" if row is best else " "
-        values = [f"{row.scores[name]:.3f}" if math.isfinite(row.scores[name]) else "-" for name in METRIC_NAMES]
+        values = [_cell(row.scores[name]) for name in names]
         lines.append([f"{mark} {row.label}", *values, f"{row.composite:.2f}"])
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     return "\n".join(
@@ -63,7 +69,7 @@ def plot_metrics(rows: list[Row], best: Row, path: Path) -> Path | None:
     epochs = [row for row in rows if not row.is_baseline and row.label.isdigit()]
     if not epochs:
         return None
-    names = [name for name in METRIC_NAMES if any(math.isfinite(row.scores[name]) for row in rows)]
+    names = computed_metrics(rows)
     columns = 4
     grid_rows = math.ceil(len(names) / columns)
     figure = Figure(figsize=(3.4 * columns, 2.7 * grid_rows))
@@ -116,18 +122,19 @@ def write_html(
     for note in notes:
         page.add_paragraph(note)
     page.add_header("Scores (composite: weighted mean rank over the metrics, 1 = best)")
+    names = computed_metrics(rows)
     page.add_table(
-        ["", *METRIC_NAMES, "composite"],
+        ["", *names, "composite"],
         [
             [
                 ("* " if row is best else "") + row.label,
-                *[f"{row.scores[name]:.3f}" if math.isfinite(row.scores[name]) else "-" for name in METRIC_NAMES],
+                *[_cell(row.scores[name]) for name in names],
                 f"{row.composite:.2f}",
             ]
             for row in rows
         ],
     )
-    page.add_paragraph("; ".join(f"{name}: {meaning}" for name, _, meaning in METRICS) + ".")
+    page.add_paragraph("; ".join(f"{name}: {meaning}" for name, _, meaning in METRICS if name in names) + ".")
     if (out / "metrics_vs_epoch.png").is_file():
         page.add_header("Metrics against the epoch")
         page.add_images([("metrics_vs_epoch.png", "metrics against the epoch")], width=1000)
@@ -177,6 +184,13 @@ def _nearest(image: np.ndarray, reference: list[np.ndarray]) -> np.ndarray:
     target = image.reshape(-1, 3).mean(axis=0)
     distances = [np.abs(tile.reshape(-1, 3).mean(axis=0) - target).sum() for tile in reference]
     return reference[int(np.argmin(distances))]
+
+
+def _cell(value: float) -> str:
+    """A table cell: 3 decimals, 4 significant digits for small values (KID), ``-`` when not computed."""
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.1 else f"{value:.4g}"
 
 
 def _csv(columns: list[str], records: list[dict]) -> str:

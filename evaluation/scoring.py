@@ -5,6 +5,7 @@ The pieces of ``Stain_Evaluation.py`` that compute; writing the report is :mod:`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from data.image_io import list_images, read_array, read_image, read_mask_values, to_unit_range
+from data.image_io import image_from_array, list_images, read_array, read_mask_values, to_unit_range
 from evaluation import baselines, metrics
 from util.errors import EvaluationError
 
@@ -32,12 +33,15 @@ METRICS: tuple[tuple[str, bool, str], ...] = (
     ("dice", True, "nuclei where the mask says: Dice of Otsu(darkness) with the GT"),
     ("iou", True, "the same overlap as IoU"),
     ("dice_hematoxylin", True, "Dice of Otsu(hematoxylin density) with the GT (secondary rule)"),
+    ("fid", False, "Frechet Inception distance to the real H&E (with --inception_weights)"),
+    ("kid", False, "kernel Inception distance to the real H&E (with --inception_weights)"),
 )
 METRIC_NAMES = tuple(name for name, _, _ in METRICS)
 HIGHER_IS_BETTER = {name: higher for name, higher, _ in METRICS}
 #: Metrics averaged over images (the others compare whole colour distributions).
 PER_IMAGE_METRICS = ("ssim", "dice", "iou", "dice_hematoxylin")
-#: Default weights of the composite score: nuclei fidelity counts once (dice), not three times.
+#: Default weights of the composite score: nuclei fidelity counts once (dice), not three times, and
+#: Inception realism once (fid; kid measures the same and is reported beside it).
 DEFAULT_WEIGHTS = {
     "hsv_correlation": 1.0,
     "lab_swd": 1.0,
@@ -47,7 +51,13 @@ DEFAULT_WEIGHTS = {
     "dice": 2.0,
     "iou": 0.0,
     "dice_hematoxylin": 0.0,
+    "fid": 1.0,
+    "kid": 0.0,
 }
+#: Metrics computed only on request, in a second pass (they need a network and its weights).
+INCEPTION_METRICS = ("fid", "kid")
+#: Most images scored in one batch (about 150 MB of temporaries at 128x128).
+BATCH_IMAGES = 128
 BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "baseline: gray input": baselines.gray_as_rgb,
     "baseline: Beer-Lambert": baselines.beer_lambert_he,
@@ -62,6 +72,18 @@ class Sample:
     real_A: np.ndarray  # (H, W) uint8
     fake_B: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray | None  # (H, W) bool
+
+
+@dataclass
+class SharedInputs:
+    """What every epoch shares, read once: the inputs and the GT masks, by image stem.
+
+    ``test.py`` writes the same ``real_A`` into every epoch folder; each is kept with the digest of
+    its file, and an epoch's file with the same digest is not decoded again. Masks are bool (H, W).
+    """
+
+    real_A: dict[str, tuple[bytes, np.ndarray]] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,7 +125,16 @@ def mask_paths(dataroot: Path | None) -> dict[str, Path]:
     return {path.relative_to(folder).with_suffix("").as_posix(): path for path in list_images(folder)}
 
 
-def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], dict[str, list[str]]]:
+def load_test_inputs(folder: Path, masks: dict[str, Path]) -> SharedInputs:
+    """The inputs of one epoch folder and every mask of :func:`mask_paths`, decoded once for all epochs."""
+    inputs = SharedInputs(masks={stem: read_mask_values(path) > 0 for stem, path in masks.items()})
+    for real_path in sorted((folder / "images").glob("*_real_A.png")):
+        data = real_path.read_bytes()
+        inputs.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), read_uint8(real_path, 1))
+    return inputs
+
+
+def load_samples(folder: Path, inputs: SharedInputs) -> tuple[list[Sample], dict[str, list[str]]]:
     """The samples of one epoch folder, and by reason the stems skipped or (``without a mask``) scored
     without the nuclei metrics."""
     skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "without a mask": []}
@@ -114,17 +145,27 @@ def load_samples(folder: Path, masks: dict[str, Path]) -> tuple[list[Sample], di
         if not real_path.is_file():
             skipped["no real_A"].append(stem)
             continue
-        fake_B, real_A = read_uint8(fake_path, 3), read_uint8(real_path, 1)
-        mask = None
-        if stem in masks:
-            mask = read_mask_values(masks[stem]) > 0
-        elif masks:
+        fake_B, real_A = read_uint8(fake_path, 3), _input_image(real_path, stem, inputs)
+        mask = inputs.masks.get(stem)
+        if mask is None and inputs.masks:
             skipped["without a mask"].append(stem)
         if fake_B.shape[:2] != real_A.shape or (mask is not None and mask.shape != real_A.shape):
             skipped["size differs"].append(stem)
             continue
         samples.append(Sample(stem, real_A, fake_B, mask))
     return samples, {reason: stems for reason, stems in skipped.items() if stems}
+
+
+def _input_image(path: Path, stem: str, inputs: SharedInputs) -> np.ndarray:
+    """The ``real_A`` at ``path``: the decoded copy in ``inputs`` when the file is the same, else read now."""
+    known = inputs.real_A.get(stem)
+    if known is not None and known[0] == _digest(path.read_bytes()):
+        return known[1]
+    return read_uint8(path, 1)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def load_reference(reference_dir: Path) -> list[np.ndarray]:
@@ -147,32 +188,23 @@ def load_reference(reference_dir: Path) -> list[np.ndarray]:
 
 
 def read_uint8(path: Path, channels: int) -> np.ndarray:
-    """An image through the project's one reader, as 8-bit: (H, W) gray or (H, W, 3) RGB."""
-    image = _to_uint8(read_image(path, channels))
+    """An image through the project's one reader, as 8-bit: (H, W) gray or (H, W, 3) RGB.
+
+    8-bit files already in the asked layout (what test.py writes) are taken as decoded.
+    """
+    array = read_array(path)
+    if array.dtype == np.uint8 and (array.shape[2:] == (3,) if channels == 3 else array.ndim == 2):
+        return array
+    image = _to_uint8(image_from_array(array, channels, path))
     return image[:, :, 0] if channels == 1 else image
 
 
 # -- scoring --------------------------------------------------------------------------------
-def score(label: str, samples: list[Sample], reference_pixels: np.ndarray, is_baseline: bool = False) -> Row:
-    """Every metric of one set of colorizations (an epoch or a baseline)."""
-    pixels = pixel_batch([sample.fake_B for sample in samples])
-    stains = metrics.stain_wasserstein(pixels, reference_pixels)
-    scores = {
-        "hsv_correlation": metrics.hsv_correlation(pixels, reference_pixels),
-        "lab_swd": metrics.sliced_wasserstein_lab(pixels, reference_pixels),
-        "hematoxylin_w1": stains["hematoxylin"],
-        "eosin_w1": stains["eosin"],
-    }
-    per_image = []
-    for sample, ssim in zip(samples, _structure_ssim(samples), strict=True):
-        image_scores: dict[str, float | str] = {"label": label, "image": sample.stem, "ssim": ssim}
-        if sample.mask is not None:
-            dice, iou = metrics.dice_iou(metrics.nuclei_mask_by_darkness(sample.fake_B), sample.mask)
-            image_scores.update(dice=dice, iou=iou)
-            image_scores["dice_hematoxylin"] = metrics.dice_iou(
-                metrics.nuclei_mask_by_hematoxylin(sample.fake_B), sample.mask
-            )[0]
-        per_image.append(image_scores)
+def score(label: str, samples: list[Sample], reference: metrics.ColourSummary, is_baseline: bool = False) -> Row:
+    """Every metric of one set of colorizations (an epoch or a baseline) against the summarised real H&E."""
+    summary = metrics.summarise_colours([sample.fake_B for sample in samples], *reference.settings)
+    scores = metrics.colour_distances(summary, reference) | dict.fromkeys(INCEPTION_METRICS, math.nan)
+    per_image = _per_image_scores(label, samples)
     for name in PER_IMAGE_METRICS:
         values = [float(item[name]) for item in per_image if name in item]
         scores[name] = float(np.mean(values)) if values else math.nan
@@ -180,23 +212,23 @@ def score(label: str, samples: list[Sample], reference_pixels: np.ndarray, is_ba
 
 
 def score_epoch(
-    label: str, folder: Path, masks: dict[str, Path], reference_pixels: np.ndarray
+    label: str, folder: Path, inputs: SharedInputs, reference: metrics.ColourSummary
 ) -> tuple[Row | None, dict[str, list[str]]]:
     """Load and score one epoch folder (None when no image could be scored), with what was skipped."""
-    samples, skipped = load_samples(folder, masks)
-    return (score(label, samples, reference_pixels) if samples else None), skipped
+    samples, skipped = load_samples(folder, inputs)
+    return (score(label, samples, reference) if samples else None), skipped
 
 
 def score_epochs(
-    folders: list[tuple[str, Path]], masks: dict[str, Path], reference_pixels: np.ndarray, workers: int = 1
+    folders: list[tuple[str, Path]], inputs: SharedInputs, reference: metrics.ColourSummary, workers: int = 1
 ) -> Iterator[tuple[str, Row | None, dict[str, list[str]]]]:
     """:func:`score_epoch` for every folder, in order; ``workers`` > 1 scores several epochs at once in processes."""
     if workers <= 1 or len(folders) < 2:
         for label, folder in folders:
-            yield label, *score_epoch(label, folder, masks, reference_pixels)
+            yield label, *score_epoch(label, folder, inputs, reference)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(score_epoch, label, folder, masks, reference_pixels) for label, folder in folders]
+        futures = [pool.submit(score_epoch, label, folder, inputs, reference) for label, folder in folders]
         for (label, _), future in zip(folders, futures, strict=True):
             yield label, *future.result()
 
@@ -246,23 +278,31 @@ def metric_winners(rows: list[Row]) -> dict[str, str]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _structure_ssim(samples: list[Sample]) -> list[float]:
-    """SSIM of every sample, computed a batch per image size."""
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for index, sample in enumerate(samples):
-        by_shape.setdefault(sample.real_A.shape, []).append(index)
-    values = [0.0] * len(samples)
-    for indices in by_shape.values():
+def _per_image_scores(label: str, samples: list[Sample]) -> list[dict[str, float | str]]:
+    """SSIM of every sample and, where it has a mask, its nuclei Dice, IoU and H-channel Dice.
+
+    Computed in batches of one image size, all with or all without a mask, of at most
+    :data:`BATCH_IMAGES` images, so memory stays bounded however many test images there are.
+    """
+    rows: list[dict[str, float | str]] = [{"label": label, "image": sample.stem} for sample in samples]
+    for indices in _batches(samples):
         colorized = np.stack([samples[index].fake_B for index in indices])
         gray = np.stack([samples[index].real_A for index in indices])
-        for index, value in zip(indices, metrics.structure_ssim_batch(colorized, gray), strict=True):
-            values[index] = float(value)
-    return values
+        masks = [samples[index].mask for index in indices]
+        scores = metrics.image_scores(colorized, gray, None if masks[0] is None else np.stack(masks))
+        for position, index in enumerate(indices):
+            rows[index].update({name: float(values[position]) for name, values in scores.items()})
+    return rows
 
 
-def pixel_batch(images: list[np.ndarray]) -> np.ndarray:
-    """All pixels of images of any sizes as one (1, P, 1, 3) batch, for distribution metrics."""
-    return np.concatenate([image.reshape(-1, 3) for image in images])[None, :, None, :]
+def _batches(samples: list[Sample]) -> Iterator[list[int]]:
+    """Indices of the samples grouped by image size and by having a mask, at most :data:`BATCH_IMAGES` a group."""
+    groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault((sample.real_A.shape, sample.mask is not None), []).append(index)
+    for indices in groups.values():
+        for start in range(0, len(indices), BATCH_IMAGES):
+            yield indices[start : start + BATCH_IMAGES]
 
 
 def _epoch_order(label: str) -> tuple[int, int, str]:

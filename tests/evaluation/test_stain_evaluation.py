@@ -163,3 +163,40 @@ def test_scores_do_not_depend_on_the_number_of_workers(three_epochs: Path, demo_
     assert run(three_epochs, demo_root, tmp_path / "one", "--workers", "1") == 0
     assert run(three_epochs, demo_root, tmp_path / "two", "--workers", "2") == 0
     assert (tmp_path / "one" / "scores.json").read_text() == (tmp_path / "two" / "scores.json").read_text()
+
+
+def test_inception_weights_add_fid_and_kid_to_every_row(
+    three_epochs: Path,
+    demo_root: Path,
+    random_inception_weights: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    results = tmp_path / "results"
+    for label in ("1", "2"):  # two epochs keep the CPU Inception passes short
+        shutil.copytree(three_epochs / f"test_{label}", results / f"test_{label}")
+    extra = ("--inception_weights", str(random_inception_weights), "--gpu_ids", "-1", "--workers", "1")
+    assert run(results, demo_root, tmp_path / "out", *extra) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert len(scores) == 4
+    for row in scores:
+        assert np.isfinite(row["fid"]) and row["fid"] >= 0 and np.isfinite(row["kid"]), row
+    fid = {row["label"]: row["fid"] for row in scores}
+    assert fid["1"] == fid["baseline: gray input"]  # epoch 1 is the gray input itself: the same images
+    assert len({fid["1"], fid["2"], fid["baseline: Beer-Lambert"]}) == 3
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "fid" in header and "kid" in header
+
+
+def test_without_inception_weights_fid_is_a_note_and_bad_weights_fail_first(
+    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run(three_epochs, demo_root, tmp_path / "out") == 0
+    assert "FID/KID not computed" in caplog.text and "--inception_weights PATH" in caplog.text
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert all(row["fid"] is None and row["kid"] is None for row in scores)
+    assert "fid" not in (tmp_path / "out" / "report.html").read_text().split("<table")[1].split("</tr>")[0]
+    missing = tmp_path / "nowhere.pth"
+    assert run(three_epochs, demo_root, tmp_path / "bad", "--inception_weights", str(missing)) == 1
+    assert f"Inception weights {missing} not found" in caplog.text
+    assert not (tmp_path / "bad").exists()  # refused before any scoring

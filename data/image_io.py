@@ -7,6 +7,7 @@ Every image enters through :func:`read_image`: PNG, JPEG, BMP or TIFF; 1-bit, 8-
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -47,16 +48,30 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image file not found: {path}")
+    return _decode(path, str(path))
+
+
+def decode_array(data: bytes, name: str) -> np.ndarray:
+    """:func:`read_array` of an image file held in memory, e.g. a member of a zip archive.
+
+    ``name`` (the file's name or archive path) chooses the decoder by its extension and names
+    the image in errors.
+    """
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> np.ndarray:
     try:
-        array = _read_tiff(path) if path.suffix.lower() in TIFF_EXTENSIONS else _read_with_pillow(path)
+        is_tiff = Path(name).suffix.lower() in TIFF_EXTENSIONS
+        array = _read_tiff(source, name) if is_tiff else _read_with_pillow(source)
     except ImageReadError:
         raise
     except Exception as error:  # every decoder failure becomes one clear message
         raise ImageReadError(
-            f"cannot read image {path}: {error}. The file may be corrupt or truncated; "
+            f"cannot read image {name}: {error}. The file may be corrupt or truncated; "
             "replace it or remove it from the folder."
         ) from error
-    return _check_layout(array, path)
+    return _check_layout(array, name)
 
 
 def to_unit_range(array: np.ndarray) -> np.ndarray:
@@ -138,10 +153,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
             Image.fromarray(image).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    with tifffile.TiffFile(path) as tiff:
+def _read_tiff(source: Path | io.BytesIO, name: str) -> np.ndarray:
+    with tifffile.TiffFile(source) as tiff:
         if not tiff.pages:
-            raise ImageReadError(f"TIFF file {path} holds no image pages")
+            raise ImageReadError(f"TIFF file {name} holds no image pages")
         array = tiff.pages[0].asarray()
     # Planar TIFFs store colour first: (C, H, W) -> (H, W, C).
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
@@ -149,8 +164,8 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
+def _read_with_pillow(source: Path | io.BytesIO) -> np.ndarray:
+    with Image.open(source) as image:
         image.load()  # decode now, so that a truncated file fails here, naming the file
         if image.mode in _PILLOW_TO_RGB_MODES:
             has_alpha = image.mode in {"PA", "RGBa"} or "transparency" in image.info
@@ -160,7 +175,7 @@ def _read_with_pillow(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
-def _check_layout(array: np.ndarray, path: Path) -> np.ndarray:
+def _check_layout(array: np.ndarray, path: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):

@@ -1,0 +1,121 @@
+"""What the dataset-preparation scripts share: a safe output folder, crop grids, seeded splits, manifests.
+
+``scripts/prepare_ctc.py`` (domain A), ``scripts/prepare_slide.py`` (domain B) and
+``scripts/make_dataset.py`` (both into one dataroot) all write into folders of the CycleGAN
+layout; they refuse to mix a new run into an old one and record where every crop came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from util.atomic import write_text_atomic
+from util.errors import DatasetError
+
+MANIFEST_NAME = "manifest.csv"
+#: Settings a preparation script used, for whoever reads the prepared data later (e.g. colorize.py).
+SETTINGS_NAME = "preparation.json"
+
+
+@contextlib.contextmanager
+def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty folder beside ``output`` to write into; on success it becomes ``output``.
+
+    A folder that already holds data is refused at once unless ``overwrite`` (two runs are never
+    mixed); with ``overwrite`` the old contents are replaced only when the new run has finished,
+    so a run that fails half way leaves ``output`` as it was and nothing half-written.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise DatasetError(f"output {output} exists and is not a folder; choose another --output")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise DatasetError(
+            f"output folder {output} already holds data; choose an empty --output or pass --overwrite "
+            "to replace its contents"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".incomplete", dir=output.parent))
+    try:
+        yield staging
+        if output.is_dir():
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def grid_boxes(height: int, width: int, size: int, stride: int) -> Iterator[tuple[int, int]]:
+    """Top-left corners (y, x) of ``size`` x ``size`` crops on a grid of step ``stride`` inside the image.
+
+    The last row and column are moved to end at the border, so the whole image is covered
+    without padding (the last crops overlap their neighbours when the size does not divide).
+    """
+    if size < 1 or stride < 1:
+        raise ValueError(f"size and stride must be positive, got {size} and {stride}")
+    if height < size or width < size:
+        return
+
+    def starts(length: int) -> list[int]:
+        positions = list(range(0, length - size + 1, stride))
+        if positions[-1] != length - size:
+            positions.append(length - size)
+        return positions
+
+    for y in starts(height):
+        for x in starts(width):
+            yield y, x
+
+
+def seeded_split(count: int, test_fraction: float, seed: int) -> np.ndarray:
+    """A bool array (count,) that marks ``round(count * test_fraction)`` items as test, drawn from ``seed``."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    is_test = np.zeros(count, bool)
+    is_test[np.random.default_rng(seed).permutation(count)[: round(count * test_fraction)]] = True
+    return is_test
+
+
+def write_manifest(output: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
+    """``<output>/manifest.csv``: one row per written crop (where it came from, where it went)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(output) / MANIFEST_NAME
+    write_text_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_settings(output: Path, settings: dict[str, Any]) -> Path:
+    """``<output>/preparation.json``: the command's settings, so later steps can apply the same ones."""
+    path = Path(output) / SETTINGS_NAME
+    write_text_atomic(path, json.dumps(settings, indent=2, default=str) + "\n")
+    return path
+
+
+def read_settings(folder: Path) -> dict[str, Any] | None:
+    """The settings a preparation script wrote into ``folder``, or None when there are none."""
+    path = Path(folder) / SETTINGS_NAME
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def link_or_copy(source: Path, destination: Path) -> None:
+    """A hard link when source and destination share a file system (no space used), else a copy."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)

@@ -1,0 +1,247 @@
+"""Colorize your own images of any size with a trained generator: tiled, seamless, 8/16-bit, TIFF stacks.
+
+    python colorize.py --name demo --epoch best --input my_frames/ --output colorized/
+    python colorize.py --name demo --input "stack_*.tif" --output colorized/ --format tif --preview
+
+Applies ``G_A`` of ``checkpoints/<name>`` (``--epoch`` a number, ``latest``, or ``best``: the epoch
+``evaluation/Stain_Evaluation.py`` chose) to every image of ``--input`` (a file, a folder or a
+glob pattern); each page of a multi-page TIFF is an image of its own. Images of any size are cut
+into overlapping tiles (``--tile``, ``--overlap``) blended without seams, with instance-norm
+statistics of the whole image (see ``models/tiling.py``); the output has exactly the input's size.
+
+Intensities are read as the training data were prepared: when the training dataroot holds the
+``preparation.json`` of ``scripts/prepare_ctc.py``, its percentile stretch and inversion are
+applied to raw frames; otherwise images are read as training read them (8-bit as is, 16-bit
+stretched by their range). ``--low_percentile``/``--high_percentile``/``--invert`` override.
+An unreadable file is named, skipped and counted, and the rest is done (exit status 1 then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from data.image_io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, image_from_array, list_images, read_array, write_image
+from data.intensity import IntensityNormalisation
+from data.preparation import read_settings
+from models import checkpoint, networks
+from models.tiling import TiledColorizer
+from util.arg_types import nonnegative_int, positive_int
+from util.device import select_device
+from util.errors import CellCycleGANError, CheckpointError, ImageReadError, OptionError
+from util.log import setup_logging
+from util.progress import progress_bar
+
+logger = logging.getLogger("colorize")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--name", required=True, help="experiment name: checkpoints/<name>")
+    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--results_dir", type=Path, default=Path("results"), help="where --epoch best is looked up")
+    parser.add_argument("--epoch", default="latest", help="a saved epoch number, latest, or best")
+    parser.add_argument("--input", required=True, help="an image file, a folder, or a glob pattern (quote it)")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the colorized images")
+    parser.add_argument("--format", choices=("png", "tif"), default="png", help="output file format")
+    parser.add_argument("--tile", type=positive_int, default=512, help="tile size in pixels")
+    parser.add_argument("--overlap", type=nonnegative_int, default=64, help="overlap of neighbouring tiles")
+    parser.add_argument("--batch_size", type=positive_int, default=4, help="tiles per forward pass")
+    parser.add_argument(
+        "--norm_statistics",
+        choices=("image", "tile"),
+        default="image",
+        help="instance-norm statistics of the whole image (no seams) or of each tile (as plain tiling)",
+    )
+    parser.add_argument("--gpu_ids", default="auto", help="auto, -1 for the CPU, or a GPU index")
+    parser.add_argument("--low_percentile", type=float, default=None, help="override the training stretch")
+    parser.add_argument("--high_percentile", type=float, default=None, help="override the training stretch")
+    parser.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None, help="override inversion")
+    parser.add_argument("--preview", action="store_true", help="also write input | colorized side by side")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files of the same name")
+    return parser
+
+
+def resolve_epoch(args: argparse.Namespace) -> str:
+    """``--epoch`` as a checkpoint label; ``best`` is read from the evaluation's scores.json."""
+    if args.epoch != "best":
+        return args.epoch
+    scores = args.results_dir / args.name / "evaluation" / "scores.json"
+    if not scores.is_file():
+        raise OptionError(
+            f"--epoch best needs {scores}; run python evaluation/Stain_Evaluation.py --results_dir "
+            f"{args.results_dir / args.name} first, or pass an epoch number"
+        )
+    best = [row["label"] for row in json.loads(scores.read_text(encoding="utf-8")) if row.get("best")]
+    if not best:
+        raise OptionError(f"{scores} marks no best epoch; run Stain_Evaluation.py again")
+    return best[0]
+
+
+def load_generator(directory: Path, label: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """``G_A`` of ``<label>_net_G_A.pth`` built from the architecture stored with it."""
+    path = checkpoint.network_path(directory, label, "G_A")
+    if not path.is_file():
+        saved = sorted(
+            {file.name.split("_net_")[0] for file in directory.glob("*_net_G_A.pth")},
+            key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name),
+        )
+        where = f"available: {', '.join(saved)}" if saved else f"{directory} holds no G_A checkpoint"
+        raise CheckpointError(f"no checkpoint {path}; {where}")
+    architecture = checkpoint.read_architecture(path)
+    if architecture is None:
+        raise CheckpointError(
+            f"{path} holds bare weights without their architecture; colorize needs a file of train.py"
+        )
+    generator = networks.define_generator(
+        architecture["netG"], architecture["input_nc"], architecture["output_nc"], architecture["ngf"],
+        architecture["norm"], not architecture["no_dropout"], "normal", 0.02,
+    )  # fmt: skip
+    checkpoint.load_network(path, generator, architecture, device)
+    return generator.to(device).eval(), architecture
+
+
+def training_normalisation(directory: Path, args: argparse.Namespace) -> IntensityNormalisation | None:
+    """The percentile stretch the training data were prepared with (overridden by flags), or None."""
+    recorded = None
+    options = directory / "train_opt.json"
+    if options.is_file():
+        dataroot = json.loads(options.read_text(encoding="utf-8")).get("dataroot")
+        settings = read_settings(Path(dataroot)) if dataroot and Path(dataroot).is_dir() else None
+        if settings:
+            recorded = settings.get("normalisation") or (settings.get("A") or {}).get("normalisation")
+    overrides = {
+        key: value
+        for key, value in (
+            ("low_percentile", args.low_percentile),
+            ("high_percentile", args.high_percentile),
+            ("invert", args.invert),
+        )
+        if value is not None
+    }
+    if recorded is None and not overrides:
+        return None
+    return IntensityNormalisation.from_dict({**(recorded or {}), **overrides})
+
+
+def find_inputs(pattern: str) -> list[Path]:
+    """The image files named by a file, a folder (recursively) or a glob pattern."""
+    path = Path(pattern)
+    if path.is_dir():
+        found = list_images(path)
+    elif path.is_file():
+        found = [path]
+    else:
+        found = sorted(Path(match) for match in glob.glob(pattern, recursive=True))
+        found = [match for match in found if match.is_file() and match.suffix.lower() in IMAGE_EXTENSIONS]
+    if not found:
+        raise OptionError(f"--input {pattern} names no image file (PNG, JPEG, BMP or TIFF)")
+    return found
+
+
+def read_pages(path: Path) -> list[tuple[str, np.ndarray]]:
+    """(output stem, pixels) of every image in ``path``: one for most files, one per page of a TIFF stack."""
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        try:
+            with tifffile.TiffFile(path) as tiff:
+                count = len(tiff.pages)
+                if count > 1:
+                    return [(f"{path.stem}_p{index:03d}", tiff.pages[index].asarray()) for index in range(count)]
+        except Exception as error:
+            raise ImageReadError(f"cannot read image {path}: {error}") from error
+    return [(path.stem, read_array(path))]
+
+
+def to_gray(array: np.ndarray, name: str, normalisation: IntensityNormalisation | None) -> np.ndarray:
+    """The (H, W) uint8 gray image the generator expects, from any stored layout and depth."""
+    if array.ndim == 3:
+        logger.warning("%s is a colour image; converted to gray (BT.601 luma) as the model expects gray", name)
+    if normalisation is not None:
+        gray = array if array.ndim == 2 else image_from_array(array, 1, name)[:, :, 0]
+        return normalisation.apply(gray)
+    if array.dtype == np.uint8 and array.ndim == 2:
+        return array
+    return np.rint(image_from_array(array, 1, name)[:, :, 0] * 255.0).astype(np.uint8)
+
+
+def colorize(args: argparse.Namespace) -> tuple[int, int]:
+    """Colorize every input; return (images written, files that failed)."""
+    device = select_device(args.gpu_ids)
+    directory = args.checkpoints_dir / args.name
+    label = resolve_epoch(args)
+    generator, architecture = load_generator(directory, label, device)
+    if architecture["input_nc"] != 1:
+        raise OptionError(
+            f"colorize.py expects a gray-input model; {args.name} takes {architecture['input_nc']} channels"
+        )
+    normalisation = training_normalisation(directory, args)
+    inputs = find_inputs(args.input)
+    extension = "tif" if args.format == "tif" else "png"
+    existing = [path for path in inputs if (args.output / f"{path.stem}.{extension}").exists()]
+    if existing and not args.overwrite:
+        raise OptionError(
+            f"{len(existing)} output file(s) exist already in {args.output} (e.g. {existing[0].stem}.{extension}); "
+            "choose another --output or pass --overwrite"
+        )
+    colorizer = TiledColorizer(
+        generator,
+        lambda tile: torch.from_numpy(tile.astype(np.float32) / 127.5 - 1.0)[None, None],
+        tile=args.tile,
+        overlap=min(args.overlap, args.tile - 1),
+        batch_size=args.batch_size,
+        global_statistics=args.norm_statistics == "image",
+        device=device,
+        autocast=device.type == "cuda",
+    )
+    logger.info("G_A of %s, epoch %s, on %s; %d input file(s)", args.name, label, device, len(inputs))
+    written, failed = 0, []
+    for path in progress_bar(inputs, desc="images", unit="file"):
+        try:
+            pages = read_pages(path)
+        except ImageReadError as error:
+            logger.error("skipped: %s", error)
+            failed.append(path)
+            continue
+        for stem, array in pages:
+            gray = to_gray(array, str(path), normalisation)
+            target = args.output / f"{stem}.{extension}"
+            if target.exists() and not args.overwrite:
+                raise OptionError(f"{target} exists already; choose another --output or pass --overwrite")
+            colour = colorizer(gray)
+            write_image(target, colour)
+            if args.preview:
+                side_by_side = np.concatenate([np.repeat(gray[:, :, None], 3, axis=2), colour], axis=1)
+                write_image(args.output / f"{stem}_preview.png", side_by_side)
+            written += 1
+    if failed:
+        logger.warning(
+            "%d file(s) could not be read and were skipped: %s", len(failed), ", ".join(map(str, failed[:10]))
+        )
+    logger.info("%d colorized image(s) in %s", written, args.output)
+    return written, len(failed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        _, failed = colorize(args)
+    except CellCycleGANError as error:
+        logger.error("%s", error)
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

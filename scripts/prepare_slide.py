@@ -449,6 +449,13 @@ def prepare_slide(
 
         chosen = np.sort(np.random.default_rng(seed).choice(tissue, size=min(max_tiles, len(tissue)), replace=False))
         is_test = seeded_split(len(chosen), test_fraction, seed)
+        if test_fraction > 0 and not is_test.any():
+            logger.warning(
+                "only %d tile(s) qualify: --test_fraction %g gives none to testB, which training and evaluation "
+                "need; lower --min_tissue or use a larger slide",
+                len(chosen),
+                test_fraction,
+            )
         start = time.perf_counter()
         written = {"train": 0, "test": 0}
         with staged_output(output, overwrite) as staging:

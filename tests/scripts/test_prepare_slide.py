@@ -158,6 +158,13 @@ def test_svs_metadata_and_magnification(tmp_path: Path) -> None:
     assert len(manifest(output)) == 4
 
 
+def test_too_few_tiles_for_a_test_split_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    arguments = ["--size", "8", "--min_tissue", "0.1", "--test_fraction", "0.2"]
+    assert main([str(FIXTURES / "small.svs"), "--output", str(tmp_path / "svs"), *arguments]) == 0
+    assert {row["split"] for row in manifest(tmp_path / "svs")} == {"train"}
+    assert "gives none to testB" in caplog.text
+
+
 def test_plain_image_works(tmp_path: Path) -> None:
     output = tmp_path / "plain"
     assert main([str(HE), "--output", str(output), "--size", "64"]) == 0

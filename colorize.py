@@ -33,6 +33,7 @@ import torch
 from data.image_io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, image_from_array, list_images, read_array, write_image
 from data.intensity import IntensityNormalisation
 from data.preparation import read_settings
+from data.transforms import normalize, to_tensor, to_uint8_image
 from models import checkpoint, networks
 from models.tiling import TiledColorizer
 from util.arg_types import nonnegative_int, positive_int
@@ -91,14 +92,7 @@ def resolve_epoch(args: argparse.Namespace) -> str:
 
 def load_generator(directory: Path, label: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """``G_A`` of ``<label>_net_G_A.pth`` built from the architecture stored with it."""
-    path = checkpoint.network_path(directory, label, "G_A")
-    if not path.is_file():
-        saved = sorted(
-            {file.name.split("_net_")[0] for file in directory.glob("*_net_G_A.pth")},
-            key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name),
-        )
-        where = f"available: {', '.join(saved)}" if saved else f"{directory} holds no G_A checkpoint"
-        raise CheckpointError(f"no checkpoint {path}; {where}")
+    path = checkpoint.require_checkpoint(directory, label, "G_A")
     architecture = checkpoint.read_architecture(path)
     if architecture is None:
         raise CheckpointError(
@@ -196,7 +190,8 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
         )
     colorizer = TiledColorizer(
         generator,
-        lambda tile: torch.from_numpy(tile.astype(np.float32) / 127.5 - 1.0)[None, None],
+        lambda tile: normalize(to_tensor(tile[:, :, None] / 255.0))[None],
+        lambda colours: to_uint8_image(torch.from_numpy(colours).permute(2, 0, 1)),
         tile=args.tile,
         overlap=min(args.overlap, args.tile - 1),
         batch_size=args.batch_size,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from data.image_io import image_from_array, list_images, read_array, read_mask_values, to_unit_range
+from data.image_io import decode_array, image_from_array, list_images, read_array, read_mask_values, to_unit_range
 from evaluation import baselines, metrics
 from util.errors import EvaluationError
 
@@ -130,7 +130,8 @@ def load_test_inputs(folder: Path, masks: dict[str, Path]) -> SharedInputs:
     inputs = SharedInputs(masks={stem: read_mask_values(path) > 0 for stem, path in masks.items()})
     for real_path in sorted((folder / "images").glob("*_real_A.png")):
         data = real_path.read_bytes()
-        inputs.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), read_uint8(real_path, 1))
+        image = as_uint8(decode_array(data, str(real_path)), 1, real_path)
+        inputs.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), image)
     return inputs
 
 
@@ -158,10 +159,11 @@ def load_samples(folder: Path, inputs: SharedInputs) -> tuple[list[Sample], dict
 
 def _input_image(path: Path, stem: str, inputs: SharedInputs) -> np.ndarray:
     """The ``real_A`` at ``path``: the decoded copy in ``inputs`` when the file is the same, else read now."""
+    data = path.read_bytes()
     known = inputs.real_A.get(stem)
-    if known is not None and known[0] == _digest(path.read_bytes()):
+    if known is not None and known[0] == _digest(data):
         return known[1]
-    return read_uint8(path, 1)
+    return as_uint8(decode_array(data, str(path)), 1, path)
 
 
 def _digest(data: bytes) -> bytes:
@@ -192,7 +194,11 @@ def read_uint8(path: Path, channels: int) -> np.ndarray:
 
     8-bit files already in the asked layout (what test.py writes) are taken as decoded.
     """
-    array = read_array(path)
+    return as_uint8(read_array(path), channels, path)
+
+
+def as_uint8(array: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    """Pixels as stored -> (H, W) gray or (H, W, 3) RGB uint8, by the project's channel and range rules."""
     if array.dtype == np.uint8 and (array.shape[2:] == (3,) if channels == 3 else array.ndim == 2):
         return array
     image = _to_uint8(image_from_array(array, channels, path))

@@ -114,13 +114,16 @@ class TiledColorizer:
 
     ``global_statistics`` (default) gives instance-norm layers whole-image statistics as the module
     docstring explains; False keeps per-tile statistics (for comparison). ``to_input`` maps a uint8 or
-    uint16 image array to the network's input in [-1, 1], (H, W) -> (1, C, H, W) tensor on the device.
+    uint16 image array to the network's input in [-1, 1], (H, W) -> (1, C, H, W) tensor; ``to_output``
+    maps blended output rows, (h, W, C) float32 in the network's range, to the image to keep (uint8).
+    The caller owns both pixel conventions; this class only knows where tiles go.
     """
 
     def __init__(
         self,
         generator: nn.Module,
         to_input: Callable[[np.ndarray], torch.Tensor],
+        to_output: Callable[[np.ndarray], np.ndarray],
         tile: int = 512,
         overlap: int = 64,
         batch_size: int = 4,
@@ -132,7 +135,7 @@ class TiledColorizer:
             raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
         self.generator = generator.eval()
         self.norms = with_global_statistics(generator) if global_statistics else []
-        self.to_input = to_input
+        self.to_input, self.to_output = to_input, to_output
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.device = torch.device(device)
         self.autocast = autocast
@@ -198,11 +201,6 @@ class TiledColorizer:
                     progress(1)
             next_top = row_starts[row_index + 1] if row_index + 1 < len(row_starts) else height
             done = next_top - band_top
-            output[band_top:next_top] = _to_uint8(accumulated[:done] / weights[:done])
+            output[band_top:next_top] = self.to_output(accumulated[:done] / weights[:done])
             accumulated, weights, band_top = accumulated[done:], weights[done:], next_top
         return output
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats -> uint8 in [0, 255]."""
-    return np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)

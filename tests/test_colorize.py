@@ -75,7 +75,7 @@ def test_missing_epochs_and_inputs_are_explained(
 ) -> None:
     arguments = ["--input", str(SOURCE), "--output", str(tmp_path / "out")]
     assert run(trained_experiment, "--epoch", "7", *arguments) == 1
-    assert "available: 1, 2, latest" in caplog.text
+    assert "no checkpoint for epoch '7'" in caplog.text and ": 1, 2, latest" in caplog.text
     assert run(trained_experiment, "--epoch", "best", "--results_dir", str(tmp_path), *arguments) == 1
     assert "--epoch best needs" in caplog.text and "Stain_Evaluation.py" in caplog.text
     assert run(trained_experiment, "--input", str(tmp_path / "*.png"), "--output", str(tmp_path / "out")) == 1

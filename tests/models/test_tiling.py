@@ -12,6 +12,7 @@ import tifffile
 import torch
 
 from data.intensity import IntensityNormalisation
+from data.transforms import normalize, to_tensor, to_uint8_image
 from models import networks
 from models.tiling import TiledColorizer, blend_ramp, tile_starts
 
@@ -19,13 +20,16 @@ SOURCE = Path(__file__).resolve().parents[2] / "datasets" / "sources" / "fluo_nu
 
 
 def to_input(gray: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(gray.astype(np.float32) / 127.5 - 1.0)[None, None]
+    return normalize(to_tensor(gray[:, :, None] / 255.0))[None]
+
+
+def to_output(colours: np.ndarray) -> np.ndarray:
+    return to_uint8_image(torch.from_numpy(colours).permute(2, 0, 1))
 
 
 def whole(generator: torch.nn.Module, gray: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        output = generator(to_input(gray))[0].permute(1, 2, 0).numpy()
-    return np.rint((np.clip(output, -1, 1) + 1) * 127.5).astype(np.uint8)
+        return to_uint8_image(generator(to_input(gray))[0])
 
 
 def generator(norm: str) -> torch.nn.Module:
@@ -52,7 +56,7 @@ def seam_jump(image: np.ndarray, columns: list[int]) -> float:
 def test_without_normalisation_tiles_equal_the_whole_image_at_odd_sizes() -> None:
     network = generator("none")
     gray = (np.random.default_rng(1).random((389, 517)) * 255).astype(np.uint8)
-    tiled = TiledColorizer(network, to_input, tile=128, overlap=32, batch_size=3)(gray)
+    tiled = TiledColorizer(network, to_input, to_output, tile=128, overlap=32, batch_size=3)(gray)
     assert tiled.shape == (389, 517, 3) and tiled.dtype == np.uint8
     difference = np.abs(tiled.astype(int) - whole(network, gray))
     assert difference[32:-32, 32:-32].max() <= 1  # rounding only, away from the image border
@@ -61,10 +65,10 @@ def test_without_normalisation_tiles_equal_the_whole_image_at_odd_sizes() -> Non
 def test_whole_image_statistics_follow_the_untiled_output_and_leave_no_seam(real_frame: np.ndarray) -> None:
     network = generator("instance")
     reference = whole(network, real_frame)
-    image_statistics = TiledColorizer(copy.deepcopy(network), to_input, tile=128, overlap=32)(real_frame)
-    tile_statistics = TiledColorizer(copy.deepcopy(network), to_input, tile=128, overlap=32, global_statistics=False)(
-        real_frame
-    )
+    image_statistics = TiledColorizer(copy.deepcopy(network), to_input, to_output, tile=128, overlap=32)(real_frame)
+    tile_statistics = TiledColorizer(
+        copy.deepcopy(network), to_input, to_output, tile=128, overlap=32, global_statistics=False
+    )(real_frame)
     # In the flat half, per-tile statistics stretch the background noise; whole-image ones do not.
     error_image = np.abs(image_statistics.astype(int) - reference)[:, :200].mean()
     error_tile = np.abs(tile_statistics.astype(int) - reference)[:, :200].mean()
@@ -81,4 +85,4 @@ def test_tiles_cover_the_image_and_windows_stay_positive() -> None:
     ramp = blend_ramp(128, 32, fade_start=True, fade_end=False)
     assert ramp.min() > 0 and ramp[-1] == 1.0 and np.all(np.diff(ramp[:32]) > 0)
     with pytest.raises(ValueError, match="overlap"):
-        TiledColorizer(generator("none"), to_input, tile=64, overlap=64)
+        TiledColorizer(generator("none"), to_input, to_output, tile=64, overlap=64)

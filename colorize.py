@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,15 +29,22 @@ import numpy as np
 import tifffile
 import torch
 
-from data.image_io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, image_from_array, list_images, read_array, write_image
-from data.intensity import IntensityNormalisation
-from data.preparation import read_settings
+from data.image_io import (
+    IMAGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    image_from_array,
+    list_images,
+    read_array,
+    unit_range_bounds,
+    write_image,
+)
+from data.intensity import IntensityNormalisation, stretch_to_uint8
 from data.transforms import normalize, to_tensor, to_uint8_image
-from models import checkpoint, networks
+from models import trained
 from models.tiling import TiledColorizer
 from util.arg_types import nonnegative_int, positive_int
 from util.device import select_device
-from util.errors import CellCycleGANError, CheckpointError, ImageReadError, OptionError
+from util.errors import CellCycleGANError, ImageReadError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -72,61 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preview", action="store_true", help="also write input | colorized side by side")
     parser.add_argument("--overwrite", action="store_true", help="replace output files of the same name")
     return parser
-
-
-def resolve_epoch(args: argparse.Namespace) -> str:
-    """``--epoch`` as a checkpoint label; ``best`` is read from the evaluation's scores.json."""
-    if args.epoch != "best":
-        return args.epoch
-    scores = args.results_dir / args.name / "evaluation" / "scores.json"
-    if not scores.is_file():
-        raise OptionError(
-            f"--epoch best needs {scores}; run python evaluation/Stain_Evaluation.py --results_dir "
-            f"{args.results_dir / args.name} first, or pass an epoch number"
-        )
-    best = [row["label"] for row in json.loads(scores.read_text(encoding="utf-8")) if row.get("best")]
-    if not best:
-        raise OptionError(f"{scores} marks no best epoch; run Stain_Evaluation.py again")
-    return best[0]
-
-
-def load_generator(directory: Path, label: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """``G_A`` of ``<label>_net_G_A.pth`` built from the architecture stored with it."""
-    path = checkpoint.require_checkpoint(directory, label, "G_A")
-    architecture = checkpoint.read_architecture(path)
-    if architecture is None:
-        raise CheckpointError(
-            f"{path} holds bare weights without their architecture; colorize needs a file of train.py"
-        )
-    generator = networks.define_generator(
-        architecture["netG"], architecture["input_nc"], architecture["output_nc"], architecture["ngf"],
-        architecture["norm"], not architecture["no_dropout"], "normal", 0.02,
-    )  # fmt: skip
-    checkpoint.load_network(path, generator, architecture, device)
-    return generator.to(device).eval(), architecture
-
-
-def training_normalisation(directory: Path, args: argparse.Namespace) -> IntensityNormalisation | None:
-    """The percentile stretch the training data were prepared with (overridden by flags), or None."""
-    recorded = None
-    options = directory / "train_opt.json"
-    if options.is_file():
-        dataroot = json.loads(options.read_text(encoding="utf-8")).get("dataroot")
-        settings = read_settings(Path(dataroot)) if dataroot and Path(dataroot).is_dir() else None
-        if settings:
-            recorded = settings.get("normalisation") or (settings.get("A") or {}).get("normalisation")
-    overrides = {
-        key: value
-        for key, value in (
-            ("low_percentile", args.low_percentile),
-            ("high_percentile", args.high_percentile),
-            ("invert", args.invert),
-        )
-        if value is not None
-    }
-    if recorded is None and not overrides:
-        return None
-    return IntensityNormalisation.from_dict({**(recorded or {}), **overrides})
 
 
 def find_inputs(pattern: str) -> list[Path]:
@@ -164,8 +115,8 @@ def to_gray(array: np.ndarray, name: str, normalisation: IntensityNormalisation 
     if normalisation is not None:
         gray = array if array.ndim == 2 else image_from_array(array, 1, name)[:, :, 0]
         return normalisation.apply(gray)
-    if array.dtype == np.uint8 and array.ndim == 2:
-        return array
+    if array.ndim == 2:  # without a float copy of the whole image: 10k x 10k frames stay small
+        return array if array.dtype == np.uint8 else stretch_to_uint8(array, *unit_range_bounds(array))
     return np.rint(image_from_array(array, 1, name)[:, :, 0] * 255.0).astype(np.uint8)
 
 
@@ -173,13 +124,16 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
     """Colorize every input; return (images written, files that failed)."""
     device = select_device(args.gpu_ids)
     directory = args.checkpoints_dir / args.name
-    label = resolve_epoch(args)
-    generator, architecture = load_generator(directory, label, device)
+    label = trained.resolve_epoch(args.epoch, args.results_dir, args.name)
+    generator, architecture = trained.load_generator(directory, label, device)
     if architecture["input_nc"] != 1:
         raise OptionError(
             f"colorize.py expects a gray-input model; {args.name} takes {architecture['input_nc']} channels"
         )
-    normalisation = training_normalisation(directory, args)
+    normalisation = trained.training_normalisation(
+        directory,
+        {"low_percentile": args.low_percentile, "high_percentile": args.high_percentile, "invert": args.invert},
+    )
     inputs = find_inputs(args.input)
     extension = "tif" if args.format == "tif" else "png"
     existing = [path for path in inputs if (args.output / f"{path.stem}.{extension}").exists()]
@@ -213,7 +167,10 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
             target = args.output / f"{stem}.{extension}"
             if target.exists() and not args.overwrite:
                 raise OptionError(f"{target} exists already; choose another --output or pass --overwrite")
-            colour = colorizer(gray)
+            passes = 2 if args.norm_statistics == "image" else 1
+            tiles = passes * len(colorizer.tiles(*gray.shape))
+            with progress_bar(total=tiles, desc=stem, unit="tile", leave=False) as tile_bar:
+                colour = colorizer(gray, progress=tile_bar.update)
             write_image(target, colour)
             if args.preview:
                 side_by_side = np.concatenate([np.repeat(gray[:, :, None], 3, axis=2), colour], axis=1)

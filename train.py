@@ -19,16 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, default_collate
 
 from data import create_dataloader, create_dataset
+from data.base_dataset import BaseDataset
 from data.sampler import EpochSampler
 from data.transforms import to_uint8_image
 from models import create_model
 from models.base_model import BaseModel
 from options.train_options import TrainOptions
+from util import distributed
 from util.cli import run_command
+from util.errors import TrainingError
 from util.loss_log import LossReport
+from util.loss_window import LossWindow, WindowSummary
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
 from util.training_report import TrainingReport
@@ -41,6 +46,18 @@ def train(opt: argparse.Namespace) -> Path:
     seed_everything(opt.seed, opt.deterministic)
     dataset = create_dataset(opt)
     model = create_model(opt)
+    context = model.context
+    distributed.init_process_group(context, model.device)
+    try:
+        return train_model(opt, dataset, model)
+    finally:
+        distributed.destroy_process_group()
+
+
+def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel) -> Path:
+    """The epochs of :func:`train`, in every process; only the main one writes files."""
+    context = model.context
+    torch.backends.cudnn.benchmark = model.device.type == "cuda" and not opt.deterministic
     last_epoch = model.setup()
     loader, sampler = create_dataloader(dataset, opt, model.device)
     experiment = Path(opt.checkpoints_dir) / opt.name
@@ -52,6 +69,14 @@ def train(opt: argparse.Namespace) -> Path:
             total_epochs,
         )
         return experiment
+    if context.is_distributed:
+        logger.info(
+            "%d processes: each trains on its own share of every epoch, with batches of %d (%d images per step "
+            "in all); the learning rate is not scaled",
+            context.world_size,
+            opt.batch_size,
+            opt.batch_size * context.world_size,
+        )
 
     logger.info(
         "training on %s: %d images per epoch, %d iterations, epochs %d..%d",
@@ -61,17 +86,21 @@ def train(opt: argparse.Namespace) -> Path:
         last_epoch + 1,
         total_epochs,
     )
-    report = TrainingReport(opt, model.loss_names, model.visual_names)
-    report.start(last_epoch + 1)
+    report = TrainingReport(opt, model.loss_names, model.visual_names) if context.is_main else None
+    if report is not None:
+        report.start(last_epoch + 1)
     # The same sample every epoch makes the HTML page a film of the model's progress.
     preview_batch = default_collate([dataset[(0, opt.seed)]])
 
     for epoch in range(last_epoch + 1, total_epochs + 1):
         started = time.perf_counter()
-        mean_objective = train_one_epoch(model, loader, sampler, epoch, total_epochs, report, opt.print_freq)
+        mean_objective = train_one_epoch(
+            model, loader, sampler, epoch, total_epochs, report, opt.print_freq, opt.nan_policy
+        )
         learning_rate = model.update_learning_rate(mean_objective)
-        report.end_epoch(epoch, preview_images(model, preview_batch))
-        model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
+        if report is not None:
+            report.end_epoch(epoch, preview_images(model, preview_batch))
+            model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
         logger.info(
             "epoch %d/%d done in %.1f s; generator objective %.3f; next learning rate %.2g",
             epoch,
@@ -81,9 +110,11 @@ def train(opt: argparse.Namespace) -> Path:
             learning_rate,
         )
 
-    logger.info("checkpoints: %s", experiment)
-    logger.info("training page: %s", report.page_path)
-    logger.info("loss curves: %s", report.plot_path)
+    distributed.barrier(context)  # no process leaves before the last checkpoint is written
+    if report is not None:
+        logger.info("checkpoints: %s", experiment)
+        logger.info("training page: %s", report.page_path)
+        logger.info("loss curves: %s", report.plot_path)
     return experiment
 
 
@@ -93,35 +124,40 @@ def train_one_epoch(
     sampler: EpochSampler,
     epoch: int,
     total_epochs: int,
-    report: TrainingReport,
+    report: TrainingReport | None,
     print_freq: int,
+    nan_policy: str = "stop",
 ) -> float:
-    """Train one epoch and return the mean generator objective.
+    """Train one epoch and return the mean generator objective (over all processes).
 
     Each loss report is the mean over the iterations since the previous report (every
-    ``print_freq`` iterations and at the end of the epoch). Losses are summed on the device and
-    read only at reports, since reading a value makes the host wait for the device.
+    ``print_freq`` iterations and at the end of the epoch), and over the processes. Losses are
+    summed on the device and read only at reports, since reading a value makes the host wait
+    for the device. ``report`` is None in all processes but the main one.
     """
+    context = model.context
     sampler.set_epoch(epoch)
     model.train_mode()
     iterations = len(loader)
-    objective_sum: Any = 0.0
-    loss_sums: dict[str, Any] = {}
+    window = LossWindow(model.loss_names, model.device)
+    objective = LossWindow(["objective"], model.device)
     last_report, last_report_iteration = time.perf_counter(), 0
-    with progress_bar(loader, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False) as bar:
+    bar_options = dict(desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False, disable=not context.is_main)
+    with progress_bar(loader, **bar_options) as bar:
         for iteration, batch in enumerate(bar, start=1):
             model.set_input(batch)
             model.optimize_parameters()
-            objective_sum = objective_sum + model.generator_objective
-            for name, value in model.losses.items():
-                loss_sums[name] = loss_sums.get(name, 0.0) + value
+            window.add(model.losses, iteration)
+            objective.add({"objective": model.generator_objective}, iteration)
             if iteration % print_freq == 0 or iteration == iterations:
-                steps = iteration - last_report_iteration
-                losses = {name: float(loss_sums[name]) / steps for name in model.loss_names if name in loss_sums}
-                loss_sums.clear()
+                summary = window.read(context)
+                check_finite(summary, nan_policy, epoch, last_report_iteration + 1, iteration)
                 now = time.perf_counter()
-                seconds_per_iteration = (now - last_report) / steps
+                seconds_per_iteration = (now - last_report) / (iteration - last_report_iteration)
                 last_report, last_report_iteration = now, iteration
+                if report is None:
+                    continue
+                losses = {name: summary.means[name] for name in model.loss_names if name in summary.means}
                 bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()}, refresh=False)
                 report.log_losses(
                     LossReport(
@@ -133,7 +169,35 @@ def train_one_epoch(
                         losses=losses,
                     )
                 )
-    return float(objective_sum) / max(1, iterations)
+    return objective.read(context).means["objective"]
+
+
+def check_finite(
+    summary: WindowSummary, nan_policy: str, epoch: int, first_iteration: int, last_iteration: int
+) -> None:
+    """Stop training on a NaN or infinite loss (``--nan_policy stop``), or warn about skipped steps (``skip``).
+
+    Raised before the epoch's checkpoint is written, so the last checkpoint on disk is a good one.
+    """
+    if not summary.non_finite:
+        return
+    names = ", ".join(summary.non_finite)
+    if nan_policy == "skip":
+        logger.warning(
+            "epoch %d, iterations %d-%d: %d step(s) skipped because %s was NaN or infinite",
+            epoch, first_iteration, last_iteration, summary.skipped_steps, names,
+        )  # fmt: skip
+        return
+    where = (
+        f"iteration {summary.first_non_finite_iteration}"
+        if summary.first_non_finite_iteration is not None
+        else f"iterations {first_iteration}-{last_iteration}"
+    )
+    raise TrainingError(
+        f"loss {names} became NaN or infinite at {where} of epoch {epoch}; training stopped before saving, so the "
+        "last checkpoint on disk is the last good one. Resume it with --continue_train and a lower --lr (or "
+        "--amp none), or pass --nan_policy skip to drop such steps."
+    )
 
 
 def preview_images(model: BaseModel, batch: dict[str, Any]) -> dict[str, np.ndarray]:

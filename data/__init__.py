@@ -35,8 +35,11 @@ def get_option_setter(name: str) -> OptionSetter:
 
 
 def create_dataset(opt: argparse.Namespace) -> BaseDataset:
-    """Build the dataset chosen by ``--dataset_mode``."""
-    return find_dataset_class(opt.dataset_mode)(opt)
+    """Build the dataset chosen by ``--dataset_mode``; with ``--cache`` its images are decoded into memory now."""
+    dataset = find_dataset_class(opt.dataset_mode)(opt)
+    if opt.cache:
+        dataset.fill_cache()
+    return dataset
 
 
 def create_dataloader(
@@ -45,17 +48,19 @@ def create_dataloader(
     """A DataLoader over ``dataset`` and its :class:`EpochSampler` (call ``set_epoch`` each epoch).
 
     Training shuffles unless ``--serial_batches`` and drops a last incomplete batch (a batch of
-    one breaks batch norm); testing keeps every image in order.
+    one breaks batch norm); testing keeps every image in order. Under ``torchrun`` each process
+    loads its own share of every epoch. Workers stay alive between epochs, and batches go to a
+    GPU from pinned memory.
     """
     shuffle = opt.is_train and not opt.serial_batches
-    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=opt.seed)
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=opt.seed, rank=opt.rank, world_size=opt.world_size)
     loader = DataLoader(
         dataset,
         batch_size=opt.batch_size,
         sampler=sampler,
         num_workers=opt.num_threads,
         pin_memory=device.type == "cuda",
-        drop_last=opt.is_train and len(dataset) >= opt.batch_size,
+        drop_last=opt.is_train and len(sampler) >= opt.batch_size,
         persistent_workers=opt.num_threads > 0,
         # A private generator keeps the loader from consuming the global torch RNG, whose
         # state belongs to the model (dropout) and is saved with each checkpoint.

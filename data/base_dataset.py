@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from data.image_io import IMAGE_EXTENSIONS, image_from_array, list_images, read_array, read_mask_values
 from data.transforms import Augmentation, Preprocessing, normalize, to_tensor
 from util.errors import DatasetError
+from util.progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+#: How each kind of file is read: images as stored, masks as raw values.
+READERS: dict[str, Callable[[Path], np.ndarray]] = {"image": read_array, "mask": read_mask_values}
 
 DatasetKey = int | tuple[int, int]
 
@@ -34,6 +43,8 @@ class BaseDataset(Dataset, ABC):
         self.opt = opt
         self.root = Path(opt.dataroot)
         self.preprocessing = Preprocessing.from_options(opt)
+        #: Decoded pixels by (kind, path), filled by :meth:`fill_cache` (``--cache``).
+        self.cache: dict[tuple[str, Path], np.ndarray] = {}
         if not self.root.is_dir():
             raise DatasetError(
                 f"--dataroot {self.root} does not exist. Expected layout: {self.layout}. "
@@ -67,8 +78,49 @@ class BaseDataset(Dataset, ABC):
         limit = self.opt.max_dataset_size
         return paths[:limit] if limit else paths
 
+    def files_to_cache(self) -> list[tuple[str, Path]]:
+        """Every file an epoch reads, as (kind of file, path) with a kind of :data:`READERS`."""
+        return []
+
+    def fill_cache(self) -> None:
+        """Decode every file once into memory, in the main process before the loader's workers start
+        (they share the pages), unless the decoded pixels would take more than half the free memory."""
+        files = self.files_to_cache()
+        budget, used = _available_memory_bytes() // 2, 0
+        cache = {}
+        for kind, path in progress_bar(files, desc="caching images", unit="image", leave=False):
+            pixels = READERS[kind](path)
+            used += pixels.nbytes
+            if used > budget:
+                logger.warning(
+                    "--cache ignored: the decoded images need more than half of the free memory (%.1f GB); "
+                    "they are read from disk every epoch instead",
+                    budget * 2 / 1e9,
+                )
+                return
+            cache[(kind, path)] = pixels
+        self.cache = cache
+        logger.info("--cache: %d files decoded into memory (%.1f MB)", len(cache), used / 1e6)
+
+    def read(self, path: Path, kind: str = "image") -> np.ndarray:
+        """The stored pixels of ``path`` (``kind`` a key of :data:`READERS`): from the cache, else from disk."""
+        cached = self.cache.get((kind, path))
+        return cached if cached is not None else READERS[kind](path)
+
     def load_image(self, path: Path, channels: int, rng: np.random.Generator) -> tuple[torch.Tensor, Augmentation]:
         """Read, augment and normalise one image: (channels, H, W) in [-1, 1], plus the augmentation used."""
-        image = to_tensor(read_image(path, channels))
+        image = to_tensor(image_from_array(self.read(path), channels, path))
         augmentation = self.preprocessing.draw(image.shape[1], image.shape[2], rng, source=f"image {path}")
         return normalize(augmentation.apply(image)), augmentation
+
+
+def _available_memory_bytes() -> int:
+    """Memory the system can give without swapping (Linux MemAvailable; free pages elsewhere)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -8,6 +8,7 @@ Every image enters through :func:`read_image`: PNG, JPEG, BMP or TIFF; 1-bit, 8-
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -24,6 +25,11 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 
 # Pillow modes that carry colour in a form other than RGB; they are converted on reading.
 _PILLOW_TO_RGB_MODES = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
+
+# Pillow refuses images above this many pixels as decompression bombs; TIFFs get the same
+# limit, so that a corrupt header declaring a huge image fails at once instead of allocating
+# gigabytes and decoding for minutes.
+_MAX_PIXELS = 2 * 89_478_485
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -82,17 +88,26 @@ def to_unit_range(array: np.ndarray) -> np.ndarray:
     cameras rarely fill 16 bits, so dividing by 65535 would give a black image and clipping at
     255 would saturate it. A constant image becomes all zeros. Floats already in [0, 1] are kept.
     """
-    if array.dtype == np.bool_:
+    low, high = unit_range_bounds(array)
+    if array.dtype == np.bool_ or ((low, high) == (0.0, 1.0) and np.issubdtype(array.dtype, np.floating)):
         return array.astype(np.float32)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
-    values = array.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
-        return values.astype(np.float32)
     if high <= low:
         return np.zeros(array.shape, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+    return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def unit_range_bounds(array: np.ndarray) -> tuple[float, float]:
+    """The values :func:`to_unit_range` maps to 0 and 1 (the rule its docstring states)."""
+    if array.dtype == np.bool_:
+        return 0.0, 1.0
+    if array.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(array.min()), float(array.max())
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return low, high
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
@@ -157,11 +172,65 @@ def _read_tiff(source: Path | io.BytesIO, name: str) -> np.ndarray:
     with tifffile.TiffFile(source) as tiff:
         if not tiff.pages:
             raise ImageReadError(f"TIFF file {name} holds no image pages")
-        array = tiff.pages[0].asarray()
-    # Planar TIFFs store colour first: (C, H, W) -> (H, W, C).
-    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
-        array = np.moveaxis(array, 0, -1)
+        page = tiff.pages[0]
+        _check_tiff_page(page, name)
+        array = page.asarray()
+        # Planar TIFFs store colour first: (C, H, W) -> (H, W, C). Decided by the header, not
+        # by the shape: a contiguous image 3 or 4 pixels high looks planar.
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
+            array = np.moveaxis(array, 0, -1)
+        # Inside the ``with``: tifffile reads the colour map lazily, from the open file.
+        if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+            array = _apply_colormap(array, page.colormap, name)
+        elif page.photometric == tifffile.PHOTOMETRIC.SEPARATED:
+            array = _cmyk_to_rgb(array, page.tags.valueof(332, 1), name)
     return array
+
+
+def _check_tiff_page(page: tifffile.TiffPage, name: str) -> None:
+    """Refuse a header that cannot match the data before tifffile allocates and decodes it.
+
+    tifffile fills strips or tiles missing from the file with zeros (a truncated or corrupt
+    file would load as a partly black image) and decodes a header's size however large.
+    """
+    if 0 in page.shape:
+        raise ImageReadError(f"image {name} is empty (size {page.imagewidth}x{page.imagelength})")
+    if math.prod(page.shape) > _MAX_PIXELS:
+        raise ImageReadError(
+            f"TIFF file {name} declares an image of shape {page.shape}, more than {_MAX_PIXELS} pixels; "
+            "its header is corrupt or the image is too large to read whole"
+        )
+    expected = math.prod(page.chunked)
+    found = min(len(page.dataoffsets), len(page.databytecounts))
+    if found < expected:
+        raise ImageReadError(
+            f"TIFF file {name} holds {found} of the {expected} strips or tiles of pixel data its header "
+            "declares. The file may be corrupt or truncated; replace it or remove it from the folder."
+        )
+
+
+def _apply_colormap(indices: np.ndarray, colormap: np.ndarray | None, name: str) -> np.ndarray:
+    """Palette indices -> 8-bit RGB (H, W, 3); an index outside the colour map is an error."""
+    if colormap is None:
+        raise ImageReadError(f"palette TIFF file {name} has no colour map")
+    # TIFF colour maps are 16-bit; a few writers store 8-bit values, which the top byte would zero.
+    if colormap.max() > 255:
+        colormap = colormap >> 8
+    return colormap.astype(np.uint8).T[indices.astype(np.intp)]
+
+
+def _cmyk_to_rgb(array: np.ndarray, inkset: int, name: str) -> np.ndarray:
+    """CMYK (H, W, 4 + extra samples) -> RGB (H, W, 3 + extra samples) in the same dtype, as Pillow converts."""
+    if inkset != 1 or array.ndim != 3 or array.shape[2] < 4:
+        raise ImageReadError(
+            f"TIFF file {name} stores separated inks other than CMYK (shape {array.shape}), which cannot be shown as RGB"
+        )
+    full = 1.0 if np.issubdtype(array.dtype, np.floating) else float(np.iinfo(array.dtype).max)
+    ink = array[:, :, :4].astype(np.float64)
+    rgb = (full - ink[:, :, :3]) * (full - ink[:, :, 3:]) / full
+    if array.dtype.kind in "iu":
+        rgb = np.rint(rgb)
+    return np.concatenate([rgb.astype(array.dtype), array[:, :, 4:]], axis=2)
 
 
 def _read_with_pillow(source: Path | io.BytesIO) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.image_io import list_images, read_mask_values
+from data.image_io import list_images
 from data.unaligned_dataset import UnalignedDataset
 from util.errors import DatasetError, OptionError
 
@@ -95,6 +95,9 @@ class ImprovedUnalignedDataset(UnalignedDataset):
             raise DatasetError("masks do not match their images: " + ". ".join(problems) + ".")
         return {path: masks_by_name[_name(path, image_folder)][0] for path in self.paths_A}
 
+    def files_to_cache(self) -> list[tuple[str, Path]]:
+        return [*super().files_to_cache(), *(("mask", mask) for mask in self.gt_paths.values())]
+
     def load_source(self, path: Path, rng: np.random.Generator) -> dict[str, Any]:
         """The A image and its mask, both through the one augmentation drawn for this sample."""
         image, augmentation = self.load_image(path, self.opt.input_nc, rng)
@@ -119,7 +122,7 @@ class ImprovedUnalignedDataset(UnalignedDataset):
         Raw values are read (:func:`data.image_io.read_mask_values`): any channel above zero is
         foreground, and an alpha channel is ignored.
         """
-        array = read_mask_values(path)
+        array = self.read(path, "mask")
         values = np.unique(array)
         if not self.warned_about_mask_values and not np.isin(values, (0, 255)).all():
             self.warned_about_mask_values = True

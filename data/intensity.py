@@ -37,11 +37,8 @@ class IntensityNormalisation:
         frame = np.asarray(frame)
         if frame.ndim != 2:
             raise ValueError(f"expected a gray (H, W) frame, got shape {frame.shape}")
-        values = frame.astype(np.float64)
-        low, high = np.percentile(values, [self.low_percentile, self.high_percentile])
-        scaled = np.zeros_like(values) if high <= low else np.clip((values - low) / (high - low), 0.0, 1.0)
-        image = np.rint(scaled * 255.0).astype(np.uint8)
-        return 255 - image if self.invert else image
+        low, high = np.percentile(frame, [self.low_percentile, self.high_percentile])
+        return stretch_to_uint8(frame, float(low), float(high), self.invert)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,3 +46,22 @@ class IntensityNormalisation:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> IntensityNormalisation:
         return cls(**{key: values[key] for key in ("low_percentile", "high_percentile", "invert") if key in values})
+
+
+def stretch_to_uint8(frame: np.ndarray, low: float, high: float, invert: bool = False) -> np.ndarray:
+    """(H, W) frame -> uint8 with ``low`` -> 0 and ``high`` -> 255, clipped; a constant range gives 0s.
+
+    Computed a band of rows at a time, so a 10k x 10k frame is never held as float64 at once.
+    """
+    output = np.zeros(frame.shape, np.uint8)
+    if high > low:
+        for top in range(0, frame.shape[0], _ROWS_PER_BAND):
+            band = frame[top : top + _ROWS_PER_BAND].astype(np.float64)
+            scaled = np.clip((band - low) / (high - low), 0.0, 1.0)
+            output[top : top + _ROWS_PER_BAND] = np.rint(scaled * 255.0)
+    if invert:
+        np.subtract(255, output, out=output)
+    return output
+
+
+_ROWS_PER_BAND = 512

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ class SingleDataset(BaseDataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def files_to_cache(self) -> list[tuple[str, Path]]:
+        return [("image", path) for path in self.paths]
 
     def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         path = self.paths[index]

@@ -34,6 +34,9 @@ class UnalignedDataset(BaseDataset):
     def __len__(self) -> int:
         return max(len(self.paths_A), len(self.paths_B))
 
+    def files_to_cache(self) -> list[tuple[str, Path]]:
+        return [("image", path) for path in (*self.paths_A, *self.paths_B)]
+
     def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         path_A = self.paths_A[index % len(self.paths_A)]
         if self.opt.serial_batches:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -10,14 +11,33 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer, lr_scheduler
 
 from models import checkpoint
 from models.networks import define_scheduler
-from util.device import select_device
+from util.device import compile_unavailable_reason, select_device
+from util.distributed import DistributedContext
 from util.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
+
+#: ``--amp`` values and the autocast dtype of each (None: full float32).
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MODES = tuple(AMP_DTYPES)
+
+
+#: DDP's flag for "do not sync buffers every forward": renamed in torch 2.14, the old name deprecated.
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The network itself, without a DistributedDataParallel wrapper (whose state_dict keys differ)."""
+    return network.module if isinstance(network, DistributedDataParallel) else network
 
 
 class BaseModel(ABC):
@@ -32,7 +52,11 @@ class BaseModel(ABC):
     def __init__(self, opt: argparse.Namespace) -> None:
         self.opt = opt
         self.is_train: bool = opt.is_train
-        self.device = select_device(opt.gpu_ids)
+        self.context = DistributedContext(opt.rank, opt.local_rank, opt.world_size)
+        self.device = select_device(opt.gpu_ids, self.context.local_rank)
+        self.amp_dtype = AMP_DTYPES[opt.amp]
+        # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has float32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16")
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, Optimizer] = {}
@@ -70,8 +94,9 @@ class BaseModel(ABC):
         Training starts at 0, or with ``--continue_train`` restores the whole training state of
         ``--epoch``. Inference models load weights with :meth:`load_networks` afterwards.
         """
+        memory_format = torch.channels_last if self.opt.channels_last else torch.preserve_format
         for network in self.networks.values():
-            network.to(self.device)
+            network.to(self.device, memory_format=memory_format)
         last_epoch = 0
         if self.is_train:
             opt = self.opt
@@ -82,12 +107,54 @@ class BaseModel(ABC):
             if opt.continue_train:
                 last_epoch = self.resume(opt.epoch)
         self.log_network_sizes()
+        if self.opt.compile:
+            self.compile_networks()
+        if self.is_train and self.context.is_distributed:
+            # Each process holds a replica; DDP averages the gradients in backward (and starts every
+            # replica from rank 0's weights). Buffers are not broadcast: instance norm has none, and a
+            # broadcast would make rank 0's lone preview forward wait for the others.
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.networks = {
+                name: DistributedDataParallel(network, device_ids=device_ids, **_NO_BUFFER_SYNC)
+                for name, network in self.networks.items()
+            }
         return last_epoch
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` every network in place (weights and state_dict keys unchanged), if possible here."""
+        reason = compile_unavailable_reason(self.device)
+        if reason is not None:
+            logger.warning("--compile ignored: %s; training runs uncompiled", reason)
+            return
+        for network in self.networks.values():
+            network.compile()
+        logger.info("networks compiled: the first iterations are slow while the kernels are built")
+
+    def autocast(self) -> torch.autocast:
+        """The ``--amp`` autocast context for forward passes (a no-op with ``--amp none``)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch (N, C, H, W) on the model's device, in the networks' memory layout."""
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.opt.channels_last else images
+
+    def should_step(self, loss: torch.Tensor) -> bool:
+        """False for a non-finite loss under ``--nan_policy skip`` (its update is dropped).
+
+        Under ``stop`` (the default) no check is made here, so the step needs no host-device sync;
+        the training loop notices the loss and stops before the next checkpoint.
+        """
+        return self.opt.nan_policy != "skip" or bool(torch.isfinite(loss))
+
+    def unwrapped(self, name: str) -> nn.Module:
+        """Network ``name`` without its DDP wrapper: for forwards whose gradients need no averaging."""
+        return unwrap(self.networks[name])
 
     def log_network_sizes(self) -> None:
         for name, network in self.networks.items():
             count = sum(parameter.numel() for parameter in network.parameters())
-            logger.info("network %s: %s, %.3f M parameters", name, type(network).__name__, count / 1e6)
+            logger.info("network %s: %s, %.3f M parameters", name, type(unwrap(network)).__name__, count / 1e6)
 
     # -- modes -----------------------------------------------------------------------------------
     def train_mode(self) -> None:
@@ -100,7 +167,7 @@ class BaseModel(ABC):
 
     def test(self) -> None:
         """Forward without building a graph (inference, previews)."""
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             self.forward()
 
     @staticmethod
@@ -136,26 +203,28 @@ class BaseModel(ABC):
     def save(self, epoch: int, numbered: bool) -> None:
         """Save the networks and the training state as ``latest`` (and as ``<epoch>`` if ``numbered``).
 
-        Each file is written atomically; the numbered set is complete before ``latest`` is touched,
-        and every file records its epoch, so a crash between two files is detected on resume
-        (which then names the complete epochs to resume from) rather than silently mixing epochs.
+        All files of the epoch are written as one (:func:`checkpoint.save_together`): a crash or a
+        full disk at any moment leaves the previous checkpoint complete, or the new one once
+        training restarts. Every file also records its epoch, so a set mixed by hand is detected.
         """
         labels = ([str(epoch)] if numbered else []) + ["latest"]
         architecture = checkpoint.architecture_of(self.opt)
         state = self.training_state(epoch)
+        payloads = {}
         for label in labels:
             for name, network in self.networks.items():
-                checkpoint.save_network(
-                    checkpoint.network_path(self.save_dir, label, name), network, architecture, epoch
+                payloads[checkpoint.network_path(Path(), label, name).name] = checkpoint.network_payload(
+                    unwrap(network), architecture, epoch
                 )
-            checkpoint.save_atomic(state, checkpoint.training_state_path(self.save_dir, label))
+            payloads[checkpoint.training_state_path(Path(), label).name] = state
+        checkpoint.save_together(self.save_dir, payloads)
 
     def load_networks(self, label: str) -> None:
         """Load every network of this model from the checkpoint ``label``."""
         architecture = checkpoint.architecture_of(self.opt)
         for name in self.networks:
             path = checkpoint.require_checkpoint(self.save_dir, label, name)
-            checkpoint.load_network(path, self.networks[name], architecture, self.device)
+            checkpoint.load_network(path, unwrap(self.networks[name]), architecture, self.device)
         logger.info("loaded epoch %s from %s", label, self.save_dir)
 
     def training_state(self, epoch: int) -> dict[str, Any]:
@@ -165,6 +234,7 @@ class BaseModel(ABC):
             "epoch": epoch,
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "grad_scaler": self.scaler.state_dict(),
             "torch_rng_state": torch.get_rng_state(),
             "extra": self.extra_training_state(),
         }
@@ -203,6 +273,8 @@ class BaseModel(ABC):
             optimizer.load_state_dict(state["optimizers"][name])
         for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(scheduler_state)
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(state["torch_rng_state"])
         if "cuda_rng_states" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng_states"])

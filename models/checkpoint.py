@@ -10,17 +10,23 @@ training exactly (optimizers, schedulers, image pools, RNG states, the epoch cou
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from util.atomic import atomic_path
+from util.atomic import atomic_path, fsync_directory, write_text_durably
 from util.errors import CheckpointError
 
 FORMAT_VERSION = 1
+#: Where :func:`save_together` stages an epoch's files, and the list that commits them.
+STAGING_FOLDER = ".saving"
+COMMIT_LIST = "COMMITTED"
 
 #: Options that fix the shape of the networks (and the meaning of their channels). They are
 #: stored in every network file and enforced when a checkpoint is loaded.
@@ -69,17 +75,75 @@ def load_file(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
         ) from error
 
 
+def network_payload(network: nn.Module, architecture: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """What a network file holds: the weights, the architecture and the epoch they finished."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "epoch": epoch,
+        "architecture": dict(architecture),
+        "state_dict": network.state_dict(),
+    }
+
+
 def save_network(path: Path, network: nn.Module, architecture: dict[str, Any], epoch: int) -> None:
-    """Write ``network``'s weights with its architecture and the epoch it finished."""
-    save_atomic(
-        {
-            "format_version": FORMAT_VERSION,
-            "epoch": epoch,
-            "architecture": dict(architecture),
-            "state_dict": network.state_dict(),
-        },
-        path,
-    )
+    """Write one network file atomically (a whole epoch's files go through :func:`save_together`)."""
+    save_atomic(network_payload(network, architecture, epoch), path)
+
+
+def save_together(directory: Path, payloads: dict[str, dict[str, Any]]) -> None:
+    """Write several files into ``directory`` as one: after a crash, all of them are in place or none.
+
+    Every file is first written and flushed into ``<directory>/.saving/``; then a ``COMMITTED``
+    list is written there, and the files are moved into place in that order. A crash before the
+    list leaves the old files untouched (the staging folder is discarded later); a crash after it
+    is finished by :func:`recover_interrupted_save` when training restarts. A full disk or any
+    other write error stops the save before anything in place is touched.
+    """
+    directory = Path(directory)
+    staging = directory / STAGING_FOLDER
+    if staging.exists():
+        shutil.rmtree(staging)  # a crash before its commit: never in use
+    try:
+        staging.mkdir(parents=True)
+        for name, payload in payloads.items():
+            with open(staging / name, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        write_text_durably(staging / COMMIT_LIST, "\n".join(payloads) + "\n")
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        cause = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+        raise CheckpointError(
+            f"cannot save checkpoint files in {directory}: {cause}. Nothing was replaced: the previous "
+            "checkpoint is intact. Free some space, then resume with --continue_train."
+        ) from error
+    _move_committed(staging, directory)
+
+
+def recover_interrupted_save(directory: Path) -> str | None:
+    """Finish a save that was committed when a crash stopped it, or discard one that was not.
+
+    Returns what was done ("completed" or "discarded"), or None when no save was interrupted.
+    Call it only where no other process is saving into ``directory`` (training start-up).
+    """
+    staging = Path(directory) / STAGING_FOLDER
+    if not staging.is_dir():
+        return None
+    if (staging / COMMIT_LIST).is_file():
+        _move_committed(staging, Path(directory))
+        return "completed"
+    shutil.rmtree(staging)
+    return "discarded"
+
+
+def _move_committed(staging: Path, directory: Path) -> None:
+    """Move the committed files into place; files moved before a crash are skipped, so it can be repeated."""
+    for name in (staging / COMMIT_LIST).read_text(encoding="utf-8").split():
+        if (staging / name).exists():
+            os.replace(staging / name, directory / name)
+    fsync_directory(directory)
+    shutil.rmtree(staging)
 
 
 def read_architecture(path: Path) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from models import networks
 from models.base_model import BaseModel
+from util.arg_types import nonnegative_float, nonnegative_int
 from util.color import match_channels
 from util.image_pool import ImagePool
 
@@ -36,16 +37,23 @@ class CycleGANModel(BaseModel):
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         parser.set_defaults(no_dropout=True)  # CycleGAN's ResNet generators train without dropout
         if is_train:
-            parser.add_argument("--lambda_A", type=float, default=10.0, help="weight of the cycle loss A -> B -> A")
-            parser.add_argument("--lambda_B", type=float, default=10.0, help="weight of the cycle loss B -> A -> B")
+            parser.add_argument(
+                "--lambda_A", type=nonnegative_float, default=10.0, help="weight of the cycle loss A -> B -> A"
+            )
+            parser.add_argument(
+                "--lambda_B", type=nonnegative_float, default=10.0, help="weight of the cycle loss B -> A -> B"
+            )
             parser.add_argument(
                 "--lambda_identity",
-                type=float,
+                type=nonnegative_float,
                 default=0.5,
                 help="weight of the identity loss, relative to lambda_A/lambda_B; 0 turns it off",
             )
             parser.add_argument(
-                "--pool_size", type=int, default=50, help="number of past fakes each discriminator also sees; 0 = none"
+                "--pool_size",
+                type=nonnegative_int,
+                default=50,
+                help="number of past fakes each discriminator also sees; 0 = none",
             )
         return parser
 
@@ -86,7 +94,7 @@ class CycleGANModel(BaseModel):
         self.visuals = {}
         for side in ("A", "B"):
             if side in batch:
-                self.visuals[f"real_{side}"] = batch[side].to(self.device, non_blocking=True)
+                self.visuals[f"real_{side}"] = self.to_device(batch[side])
         self.image_paths = list(batch.get("A_paths", batch.get("B_paths", [])))
 
     def forward(self) -> None:
@@ -104,9 +112,10 @@ class CycleGANModel(BaseModel):
         """The weighted terms of the generator objective, by name (their sum is minimised)."""
         opt, v = self.opt, self.visuals
         G_A, G_B = self.networks["G_A"], self.networks["G_B"]
+        # The frozen discriminators only pass gradients through to the generators: no DDP averaging.
         losses = {
-            "G_A": self.gan_loss(self.networks["D_A"](v["fake_B"]), True),
-            "G_B": self.gan_loss(self.networks["D_B"](v["fake_A"]), True),
+            "G_A": self.gan_loss(self.unwrapped("D_A")(v["fake_B"]), True),
+            "G_B": self.gan_loss(self.unwrapped("D_B")(v["fake_A"]), True),
             "cycle_A": F.l1_loss(v["rec_A"], v["real_A"]) * opt.lambda_A,
             "cycle_B": F.l1_loss(v["rec_B"], v["real_B"]) * opt.lambda_B,
         }
@@ -122,32 +131,41 @@ class CycleGANModel(BaseModel):
         discriminator = self.networks[discriminator_name]
         loss = 0.5 * (self.gan_loss(discriminator(real), True) + self.gan_loss(discriminator(fake.detach()), False))
         if self.opt.gan_mode == "wgangp":
-            loss = loss + networks.gradient_penalty(discriminator, real, fake)
+            loss = loss + networks.gradient_penalty(self.unwrapped(discriminator_name), real, fake)
         return loss
 
     def optimize_parameters(self) -> None:
-        """One step: generators first (discriminators frozen), then both discriminators."""
-        self.forward()
-        discriminators = [self.networks["D_A"], self.networks["D_B"]]
+        """One step: generators first (discriminators frozen), then both discriminators.
 
+        Forwards run under the ``--amp`` autocast; with fp16 the losses are scaled before backward
+        and the steps skipped when the scaled gradients overflow (``self.scaler``). With
+        ``--nan_policy skip`` an update whose loss is not finite is dropped.
+        """
+        discriminators = [self.networks["D_A"], self.networks["D_B"]]
         self.set_requires_grad(discriminators, False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        generator_terms = self.generator_losses()
-        objective = torch.stack(list(generator_terms.values())).sum()
-        objective.backward()
-        self.optimizers["G"].step()
+        with self.autocast():
+            self.forward()
+            generator_terms = self.generator_losses()
+            objective = torch.stack([term.float() for term in generator_terms.values()]).sum()
+        self.losses = {name: value.detach() for name, value in generator_terms.items()}
+        self.generator_objective = objective.detach()
+        if not self.should_step(objective):
+            return  # the fakes are not finite either: no discriminator step
+        self.scaler.scale(objective).backward()
+        self.scaler.step(self.optimizers["G"])
 
         self.set_requires_grad(discriminators, True)
         self.optimizers["D"].zero_grad(set_to_none=True)
         v = self.visuals
-        loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
-        loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
-        (loss_D_A + loss_D_B).backward()
-        self.optimizers["D"].step()
-
-        self.losses = {name: value.detach() for name, value in generator_terms.items()}
+        with self.autocast():
+            loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
+            loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
+        if self.should_step(loss_D_A + loss_D_B):
+            self.scaler.scale(loss_D_A + loss_D_B).backward()
+            self.scaler.step(self.optimizers["D"])
+        self.scaler.update()
         self.losses.update(D_A=loss_D_A.detach(), D_B=loss_D_B.detach())
-        self.generator_objective = objective.detach()
 
     # -- resume ----------------------------------------------------------------------------------
     def extra_training_state(self) -> dict[str, Any]:

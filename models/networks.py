@@ -57,13 +57,13 @@ class Generator(nn.Module):
     """
 
     size_multiple = 1
+    __constants__ = ("size_multiple",)  # lets torch.jit.script read it (scripts/export_model.py)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
         pad_bottom = -height % self.size_multiple
         pad_right = -width % self.size_multiple
-        if pad_bottom == 0 and pad_right == 0:
-            return self.run_body(images)
+        # No shortcut for sizes that need no padding: one branch-free path exports (ONNX) for every size.
         reflect = pad_bottom < height and pad_right < width
         padded = F.pad(images, (0, pad_right, 0, pad_bottom), mode="reflect" if reflect else "replicate")
         return self.run_body(padded)[..., :height, :width]

@@ -91,7 +91,7 @@ class SegCycleGANModel(CycleGANModel):
 
     def set_input(self, batch: dict[str, Any]) -> None:
         super().set_input(batch)
-        self.real_A_GT = batch["A_GT"].to(self.device, non_blocking=True) if "A_GT" in batch else None
+        self.real_A_GT = self.to_device(batch["A_GT"]) if "A_GT" in batch else None
         if self.real_A_GT is not None:
             self.visuals["real_A_GT"] = self.real_A_GT * 2.0 - 1.0
         elif self.is_train and self.opt.lambda_gt > 0 and "A" in batch:
@@ -114,7 +114,13 @@ class SegCycleGANModel(CycleGANModel):
 
     def generator_losses(self) -> dict[str, torch.Tensor]:
         losses = super().generator_losses()
-        opt, v = self.opt, self.visuals
+        with torch.autocast(self.device.type, enabled=False):  # histograms and SSIM need float32
+            losses.update(self.stain_losses({name: image.float() for name, image in self.visuals.items()}))
+        return losses
+
+    def stain_losses(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The GT, colour-variation and HSV terms, on the float32 images ``v``."""
+        opt, losses = self.opt, {}
         if opt.lambda_gt > 0:
             losses["GT_fake"] = opt.lambda_gt * improved_losses.gt_loss(
                 v["fake_B"], self.real_A_GT, threshold=opt.gt_threshold, temperature=opt.gt_temperature

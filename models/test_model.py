@@ -28,7 +28,7 @@ class TestModel(BaseModel):
         )
 
     def set_input(self, batch: dict[str, Any]) -> None:
-        self.visuals = {"real_A": batch["A"].to(self.device, non_blocking=True)}
+        self.visuals = {"real_A": self.to_device(batch["A"])}
         self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:

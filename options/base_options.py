@@ -15,10 +15,12 @@ import data
 import models
 from data.transforms import PREPROCESS_MODES
 from models import checkpoint
+from models.base_model import AMP_MODES
 from models.networks import DISCRIMINATOR_TYPES, GENERATOR_TYPES, INIT_TYPES, NORM_TYPES
 from util.arg_types import nonnegative_int, positive_float, positive_int
 from util.atomic import write_text_atomic
 from util.device import parse_gpu_ids
+from util.distributed import context_from_environment
 from util.errors import CheckpointError, OptionError
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,24 @@ class BaseOptions:
         )
         dataset.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
         dataset.add_argument(
+            "--cache",
+            action="store_true",
+            help="decode every image once into memory (if it fits) instead of each epoch",
+        )
+        dataset.add_argument(
             "--display_winsize", type=positive_int, default=256, help="width of images in the HTML pages"
+        )
+
+        speed = parser.add_argument_group("speed (see docs/performance.md)")
+        speed.add_argument(
+            "--amp",
+            choices=AMP_MODES,
+            default="none",
+            help="mixed precision: bf16 or fp16 (with loss scaling) autocast; for GPUs, slow on CPUs",
+        )
+        speed.add_argument("--channels_last", action="store_true", help="NHWC memory layout (faster on tensor cores)")
+        speed.add_argument(
+            "--compile", action="store_true", help="torch.compile the networks (first iterations compile, ~1 min)"
         )
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
@@ -126,6 +145,9 @@ class BaseOptions:
         parser = self.build_parser(argv)
         opt = parser.parse_args(argv)
         opt.is_train = self.is_train
+        # Set by torchrun (see util/distributed.py); a plain run is rank 0 of a world of one.
+        context = context_from_environment()
+        opt.rank, opt.local_rank, opt.world_size = context.rank, context.local_rank, context.world_size
         explicit = self._explicit_options(argv)
         self.reconcile(opt, explicit)
         self.validate(opt)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from models import checkpoint
 from models.networks import GAN_MODES, LR_POLICIES
 from options.base_options import BaseOptions
-from util.arg_types import nonnegative_int, positive_float, positive_int
+from util.arg_types import float_in_range, nonnegative_int, positive_float, positive_int
 from util.errors import CheckpointError, OptionError
+
+logger = logging.getLogger(__name__)
 
 #: Options that belong to one invocation, not to the experiment: never taken from a saved run.
 _PER_INVOCATION = {
@@ -25,6 +28,9 @@ _PER_INVOCATION = {
     "display_env",
     "print_freq",
     "is_train",
+    "rank",
+    "local_rank",
+    "world_size",
 }
 
 
@@ -48,11 +54,22 @@ class TrainOptions(BaseOptions):
             "--n_epochs_decay", type=nonnegative_int, default=100, help="epochs of learning-rate decay after that"
         )
         training.add_argument("--lr", type=positive_float, default=0.0002, help="initial Adam learning rate")
-        training.add_argument("--beta1", type=float, default=0.5, help="Adam momentum term")
+        training.add_argument(
+            "--beta1",
+            type=float_in_range(0.0, 1.0, include_minimum=True, include_maximum=False),
+            default=0.5,
+            help="Adam momentum term",
+        )
         training.add_argument("--gan_mode", choices=GAN_MODES, default="lsgan", help="adversarial loss")
         training.add_argument("--lr_policy", choices=LR_POLICIES, default="linear", help="learning-rate schedule")
         training.add_argument(
             "--lr_step_size", type=positive_int, default=50, help="epochs between x0.1 steps with --lr_policy step"
+        )
+        training.add_argument(
+            "--nan_policy",
+            choices=("stop", "skip"),
+            default="stop",
+            help="on a NaN or infinite loss: stop before saving, or skip that step's update (costs a sync per step)",
         )
         training.add_argument(
             "--continue_train", action="store_true", help="resume the experiment from --epoch (default latest)"
@@ -89,6 +106,10 @@ class TrainOptions(BaseOptions):
                     "resume it with --continue_train, choose another --name, or delete that folder to start over"
                 )
             return
+        if opt.rank == 0:  # one process repairs; under torchrun the others only read
+            outcome = checkpoint.recover_interrupted_save(directory)
+            if outcome is not None:
+                logger.warning("a save interrupted by a crash was found in %s and %s", directory, outcome)
         network_file = checkpoint.network_path(directory, opt.epoch, "G_A")
         if not network_file.is_file():
             raise CheckpointError(

@@ -1,6 +1,9 @@
 """Time a training iteration and inference of cycle_gan and seg_cycle_gan, and the three extra losses alone.
 
     python scripts/benchmark.py [--netG resnet_6blocks --ngf 16 --ndf 16] [--gpu_ids -1] [--json results.json]
+    python scripts/benchmark.py --amp none bf16 fp16 --channels_last off on --compile off on --no_losses
+
+Every combination of ``--amp``, ``--channels_last`` and ``--compile`` values is timed in one run.
 
 Both models run at the same configuration on one fixed batch of real demo crops (data loading
 is not timed): ``set_input`` + ``optimize_parameters`` for training, ``G_A`` under
@@ -23,6 +26,8 @@ with the device, torch version and date, for comparing runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -46,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data import create_dataset
 from models import create_model, improved_losses
+from models.base_model import AMP_MODES
 from models.networks import GENERATOR_TYPES
 from options.train_options import TrainOptions
 from scripts.make_demo_dataset import DEFAULT_OUTPUT, build_demo_dataset
@@ -65,6 +71,7 @@ from util.reproducibility import seed_everything
 logger = logging.getLogger("benchmark")
 
 MODELS = ("cycle_gan", "seg_cycle_gan")
+SWITCH = ("off", "on")
 #: The keys every model record of the JSON output has (tests and comparisons rely on them).
 REQUIRED_KEYS = (
     "kind",
@@ -106,7 +113,9 @@ class BenchmarkConfig:
     loss_batch_size: int = 4
     loss_iterations: int | None = None  # None: --iterations
     losses: bool = True
-    amp: str = "none"  # mixed precision is not implemented yet: every timing is fp32
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -161,6 +170,8 @@ def model_options(config: BenchmarkConfig, model: str, checkpoints: Path, batch_
         "--model", model, "--name", model, "--dataroot", str(config.dataroot), "--checkpoints_dir", str(checkpoints),
         "--gpu_ids", config.gpu_ids, "--num_threads", "0", "--netG", config.netG, "--ngf", str(config.ngf),
         "--ndf", str(config.ndf), "--batch_size", str(batch_size), "--crop_size", str(config.crop_size),
+        "--amp", config.amp, *(["--channels_last"] if config.channels_last else []),
+        *(["--compile"] if config.compile else []),
     ]  # fmt: skip
     return TrainOptions().parse(argv)
 
@@ -190,10 +201,10 @@ def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> d
     train_seconds = median_seconds(train_step, device, **counts)
 
     generator = model.networks["G_A"]
-    real_A = batch["A"].to(device)
+    real_A = model.to_device(batch["A"])
 
     def infer_step() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), model.autocast():
             generator(real_A)
 
     logger.info("timing %s inference on %s", model_name, device)
@@ -226,8 +237,8 @@ def common_fields(config: BenchmarkConfig, device: torch.device) -> dict[str, An
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop_size": config.crop_size,
         "amp": config.amp,
-        "channels_last": False,
-        "compile": False,
+        "channels_last": config.channels_last,
+        "compile": config.compile,
     }
 
 
@@ -354,12 +365,15 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
             f"# {first['device']} ({first['device_name']}), torch {first['torch']}, threads {first['threads']}, "
             f"load {first['load_average']}; "
             f"netG {config.netG}, ngf {config.ngf}, ndf {config.ndf}, batch {config.batch_size}, "
-            f"crop {config.crop_size}, amp {config.amp}; median of {config.repeats} x {config.iterations} "
+            f"crop {config.crop_size}; median of {config.repeats} x {config.iterations} "
             f"iterations after {config.warmup} warm-up"
         )
         rows = [
             [
                 record["model"],
+                record["amp"],
+                "on" if record["channels_last"] else "off",
+                "on" if record["compile"] else "off",
                 _number(record["seconds_per_iteration"] * 1000),
                 _number(record["train_images_per_s"]),
                 _number(record["infer_seconds_per_batch"] * 1000),
@@ -367,19 +381,23 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
             ]
             for record in models
         ]
-        seg = next((record for record in models if "train_time_ratio_to_cycle_gan" in record), None)
-        if seg is not None:
+        for seg in [record for record in models if "train_time_ratio_to_cycle_gan" in record]:
             train_ratio, infer_ratio = seg["train_time_ratio_to_cycle_gan"], seg["infer_time_ratio_to_cycle_gan"]
             rows.append(
                 [
                     "seg/cycle",
+                    seg["amp"],
+                    "on" if seg["channels_last"] else "off",
+                    "on" if seg["compile"] else "off",
                     f"{train_ratio:.3f}x",
                     f"{1 / train_ratio:.3f}x",
                     f"{infer_ratio:.3f}x",
                     f"{1 / infer_ratio:.3f}x",
                 ]
             )
-        header = ["model", "train ms/iter", "train img/s", "infer ms/batch", "infer img/s"]
+        header = [
+            "model", "amp", "channels_last", "compile", "train ms/iter", "train img/s", "infer ms/batch", "infer img/s"
+        ]  # fmt: skip
         sections.append(format_table(header, rows))
     losses = [record for record in records if record["kind"] == "loss"]
     if losses:
@@ -442,6 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loss_iterations", type=positive_int, default=None, help="timed loss calls per run (default --iterations)"
     )
+    parser.add_argument(
+        "--amp", nargs="+", choices=AMP_MODES, default=["none"], help="mixed-precision modes to time (each one)"
+    )
+    parser.add_argument(
+        "--channels_last", nargs="+", choices=SWITCH, default=["off"], help="memory layouts to time: off, on or both"
+    )
+    parser.add_argument(
+        "--compile", nargs="+", choices=SWITCH, default=["off"], help="time eager (off), compiled (on) or both"
+    )
     parser.add_argument("--no_losses", action="store_true", help="skip the loss table")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this JSON file")
     return parser
@@ -462,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     dataroot = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo_"))) / "demo"
                     logger.info("%s is missing; building the demo dataset in %s", DEFAULT_OUTPUT, dataroot)
                     build_demo_dataset(dataroot)
-            config = BenchmarkConfig(
+            base = BenchmarkConfig(
                 dataroot=dataroot,
                 models=tuple(dict.fromkeys(args.models)),
                 netG=args.netG,
@@ -478,11 +505,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss_iterations=args.loss_iterations,
                 losses=not args.no_losses,
             )
-            records = run_benchmark(config)
+            settings = itertools.product(
+                dict.fromkeys(args.amp), dict.fromkeys(args.channels_last), dict.fromkeys(args.compile)
+            )
+            configs = [  # the loss table is measured once, with the first setting
+                dataclasses.replace(
+                    base,
+                    amp=amp,
+                    channels_last=layout == "on",
+                    compile=compiled == "on",
+                    losses=base.losses and not index,
+                )
+                for index, (amp, layout, compiled) in enumerate(settings)
+            ]
+            records = [record for config in configs for record in run_benchmark(config)]
     except CellCycleGANError as error:
         logger.error("%s", error)
         return 1
-    print(format_report(config, records))
+    print(format_report(base, records))
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(records, indent=2) + "\n")
         logger.info("measurements written to %s", args.json)

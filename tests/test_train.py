@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 
 import train
+from models import checkpoint
+from models.cycle_gan_model import CycleGANModel
 from tests.helpers import REPO_ROOT, train_arguments
+from util.distributed import DistributedContext
 
 
 def test_training_writes_checkpoints_logs_page_and_plot(trained_experiment: tuple[Path, str]) -> None:
@@ -88,6 +91,8 @@ def test_loss_reports_are_means_since_the_previous_report() -> None:
             self.step = 0
             self.losses: dict[str, torch.Tensor] = {}
             self.generator_objective = torch.zeros(())
+            self.context = DistributedContext()
+            self.device = torch.device("cpu")
 
         def train_mode(self) -> None:
             pass
@@ -198,3 +203,43 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> Non
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(error_lines) == 1 and "absent does not exist" in error_lines[0]
     assert "Traceback" not in result.stderr
+
+
+def poison_generator_losses(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
+    """Make cycle_A NaN in the ``at_call``-th training step (counted from 1)."""
+    real_losses, calls = CycleGANModel.generator_losses, []
+
+    def losses(self: CycleGANModel) -> dict[str, torch.Tensor]:
+        terms = real_losses(self)
+        calls.append(1)
+        if len(calls) == at_call:
+            terms["cycle_A"] = terms["cycle_A"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(CycleGANModel, "generator_losses", losses)
+
+
+def test_a_nan_loss_stops_training_naming_it_and_keeps_the_last_good_checkpoint(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison_generator_losses(monkeypatch, at_call=5)  # epoch 2 (3 steps per epoch), its 2nd step
+    assert train.main(train_arguments(small_root, tmp_path, "nan", "--print_freq", "100")) == 1
+    assert "loss cycle_A became NaN or infinite at iteration 2 of epoch 2" in caplog.text
+    assert "--nan_policy skip" in caplog.text
+    state = checkpoint.load_file(checkpoint.training_state_path(tmp_path / "nan", "latest"))
+    assert state["epoch"] == 1  # epoch 2 was never saved
+    weights = checkpoint.load_file(checkpoint.network_path(tmp_path / "nan", "latest", "G_A"))["state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+def test_nan_policy_skip_drops_the_step_and_trains_on(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison_generator_losses(monkeypatch, at_call=5)
+    arguments = train_arguments(small_root, tmp_path, "skip", "--nan_policy", "skip")
+    assert train.main(arguments) == 0
+    assert "epoch 2, iterations 1-3: 1 step(s) skipped because cycle_A was NaN or infinite" in caplog.text
+    weights = checkpoint.load_file(checkpoint.network_path(tmp_path / "skip", "2", "G_A"))["state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    log = (tmp_path / "skip" / "loss_log.csv").read_text(encoding="utf-8")
+    assert "nan" not in log.lower()  # reported means are over the finite steps

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from util.distributed import context_from_environment
 from util.errors import CellCycleGANError, user_message
 from util.log import setup_logging
 
@@ -37,11 +38,16 @@ def run_command(
     and keep their traceback.
     """
     setup_logging()
+    # Under torchrun only the main process (rank 0) talks and writes; the others log warnings only.
+    is_main = context_from_environment().is_main
     try:
         opt = options.parse(argv)
         setup_logging(opt.verbose)
+        if not is_main:
+            logging.getLogger().setLevel(logging.WARNING)
         logger.info("options\n%s", options.format_options(opt))
-        options.save_options(opt, options_folder(opt), options_stem)
+        if is_main:
+            options.save_options(opt, options_folder(opt), options_stem)
         with logging_redirect_tqdm():
             job(opt)
     except CellCycleGANError as error:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import shutil
+import sys
 
 import torch
 
@@ -31,15 +35,35 @@ def parse_gpu_ids(text: str) -> list[int] | None:
     return ids
 
 
-def select_device(gpu_ids: str) -> torch.device:
-    """The training/inference device for ``--gpu_ids`` (``auto`` takes GPU 0 when there is one)."""
+def select_device(gpu_ids: str, local_rank: int = 0) -> torch.device:
+    """The training/inference device for ``--gpu_ids`` (``auto`` takes GPU 0 when there is one).
+
+    Under ``torchrun`` each process of a machine takes the GPU of its ``local_rank`` instead.
+    """
     ids = parse_gpu_ids(gpu_ids)
-    if ids is None:
-        return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
-    if not ids:
+    if ids is not None and not ids:
+        return torch.device("cpu")
+    if ids is None and not torch.cuda.is_available():
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise OptionError(f"--gpu_ids {gpu_ids} asks for a GPU but PyTorch sees none; use --gpu_ids -1 for the CPU")
-    if ids[0] >= torch.cuda.device_count():
-        raise OptionError(f"--gpu_ids {gpu_ids}: there are only {torch.cuda.device_count()} GPU(s), numbered from 0")
-    return torch.device(f"cuda:{ids[0]}")
+    index = local_rank if local_rank > 0 or ids is None else ids[0]
+    if index >= torch.cuda.device_count():
+        raise OptionError(
+            f"GPU {index} was asked for (--gpu_ids {gpu_ids}, local rank {local_rank}) but there are only "
+            f"{torch.cuda.device_count()} GPU(s), numbered from 0; start at most that many processes per machine"
+        )
+    return torch.device(f"cuda:{index}")
+
+
+def compile_unavailable_reason(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot work on ``device`` here, or None if it can be tried."""
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile does not support Python {sys.version.split()[0]} in torch {torch.__version__}"
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "compiling for a GPU needs the triton package (pip install triton)"
+    if device.type == "cpu" and not any(
+        shutil.which(name) for name in (os.environ.get("CXX", "g++"), "c++", "clang++")
+    ):
+        return "compiling for the CPU needs a C++ compiler (e.g. apt install g++)"
+    return None

@@ -27,6 +27,10 @@ class CheckpointError(CellCycleGANError):
     """A checkpoint that is missing, incomplete or made for another architecture."""
 
 
+class TrainingError(CellCycleGANError):
+    """Training that cannot go on, e.g. a loss that became NaN."""
+
+
 class EvaluationError(CellCycleGANError):
     """Test results or reference images that cannot be evaluated as asked."""
 

@@ -14,6 +14,6 @@ def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(format="%(levelname)s %(message)s")
     logging.getLogger().setLevel(level)
-    # Third-party libraries chat at INFO (matplotlib font cache, PIL plugins): keep them quiet.
-    for noisy in ("matplotlib", "PIL", "urllib3", "visdom", "websocket"):
+    # Third-party libraries chat at INFO (matplotlib font cache, PIL plugins, the ONNX optimiser): keep them quiet.
+    for noisy in ("matplotlib", "PIL", "urllib3", "visdom", "websocket", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

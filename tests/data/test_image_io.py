@@ -122,3 +122,11 @@ def test_list_images_is_sorted_recursive_and_skips_other_files(tmp_path: Path) -
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     assert [path.relative_to(tmp_path).as_posix() for path in list_images(tmp_path)] == ["a.TIF", "b.png", "sub/c.jpg"]
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd", "packbits"])
+def test_compressed_16_bit_tiffs_read_exactly(tmp_path: Path, compression: str) -> None:
+    frame = np.random.default_rng(0).integers(0, 4096, size=(37, 53), dtype=np.uint16)
+    path = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(path, frame, compression=compression)
+    assert np.array_equal(read_array(path), frame)

@@ -1,6 +1,9 @@
 """cycle_gan and test models: training step, identity across channel counts, checkpoints."""
 
+import errno
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -115,25 +118,57 @@ def test_test_model_needs_only_G_A(small_root: Path, tmp_path: Path) -> None:
         TrainOptions().parse(["--dataroot", "x", "--model", "test"])
 
 
-def test_crash_while_saving_keeps_the_previous_latest(
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_says_so(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = make_model(small_root, tmp_path)
+    model.save(epoch=1, numbered=True)
+    before = {path.name: path.read_bytes() for path in model.save_dir.iterdir() if path.is_file()}
+    real_save, calls = torch.save, []
+
+    def fill_the_disk_on_the_third_file(obj: object, handle: BinaryIO) -> None:
+        calls.append(handle)
+        if len(calls) == 3:
+            handle.write(b"half a file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, handle)
+
+    monkeypatch.setattr(torch, "save", fill_the_disk_on_the_third_file)
+    with pytest.raises(
+        CheckpointError, match=r"the disk is full\. Nothing was replaced: the previous checkpoint is intact"
+    ):
+        model.save(epoch=2, numbered=True)
+    after = {path.name: path.read_bytes() for path in model.save_dir.iterdir() if path.is_file()}
+    assert after == before  # latest and epoch 1 untouched, no epoch 2 file, nothing half-written
+    assert not (model.save_dir / checkpoint.STAGING_FOLDER).exists()
+
+
+def test_a_save_interrupted_after_its_commit_is_completed_and_one_before_is_discarded(
     small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, _ = make_model(small_root, tmp_path)
     model.save(epoch=1, numbered=False)
-    path = checkpoint.network_path(model.save_dir, "latest", "G_A")
-    good = path.read_bytes()
-    real_save = torch.save
+    real_replace, moved = os.replace, []
 
-    def save_half_then_crash(obj: object, target: object) -> None:
-        real_save(obj, target)
-        Path(target).write_bytes(Path(target).read_bytes()[:100])  # a truncated write...
-        raise OSError("No space left on device")  # ...then the disk is full
+    def crash_after_two_moves(source: object, target: object) -> None:
+        if len(moved) == 2:
+            raise KeyboardInterrupt  # the process dies half way through moving the files into place
+        moved.append(target)
+        real_replace(source, target)
 
-    monkeypatch.setattr(torch, "save", save_half_then_crash)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(os, "replace", crash_after_two_moves)
+    with pytest.raises(KeyboardInterrupt):
         model.save(epoch=2, numbered=False)
-    assert path.read_bytes() == good
-    assert not list(model.save_dir.glob("*.tmp")) and not list(model.save_dir.glob(".*"))
+    monkeypatch.setattr(os, "replace", real_replace)
+    epochs = {checkpoint.load_file(path)["epoch"] for path in model.save_dir.glob("latest_*.pth")}
+    assert epochs == {1, 2}  # mixed on disk until training restarts...
+    assert checkpoint.recover_interrupted_save(model.save_dir) == "completed"
+    epochs = {checkpoint.load_file(path)["epoch"] for path in model.save_dir.glob("latest_*.pth")}
+    assert epochs == {2}  # ...which finishes the committed save
+    (model.save_dir / checkpoint.STAGING_FOLDER).mkdir()
+    (model.save_dir / checkpoint.STAGING_FOLDER / "latest_net_G_A.pth").write_bytes(b"uncommitted")
+    assert checkpoint.recover_interrupted_save(model.save_dir) == "discarded"
+    assert checkpoint.load_file(checkpoint.network_path(model.save_dir, "latest", "G_A"))["epoch"] == 2
 
 
 def test_inconsistent_latest_is_detected_on_resume(small_root: Path, tmp_path: Path) -> None:

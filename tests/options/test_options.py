@@ -61,7 +61,9 @@ def test_unknown_values_list_the_valid_ones(
     [
         (["--batch_size", "0"], "must be a whole number >= 1"),
         (["--crop_size", "-5"], "must be a whole number >= 1"),
-        (["--lr", "0"], "must be a number > 0"),
+        (["--lr", "0"], "must be a finite number > 0"),
+        (["--lambda_A", "inf"], "must be a finite number >= 0"),
+        (["--pool_size", "-1"], "must be a whole number >= 0"),
     ],
 )
 def test_out_of_range_numbers(

@@ -1,3 +1,5 @@
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,12 @@ def test_failure_keeps_previous_file(tmp_path: Path) -> None:
         raise RuntimeError("crash while writing")
     assert target.read_text() == "complete old content"
     assert [path.name for path in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_written_files_get_the_users_usual_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "shared.txt", "readable by the lab")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644

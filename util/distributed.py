@@ -1,0 +1,76 @@
+"""Data-parallel training across processes started by ``torchrun``: who am I, and the few collectives needed.
+
+``torchrun --nproc_per_node N train.py ...`` starts N copies of ``train.py`` and tells each its
+place through the environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``). A plain ``python
+train.py`` sees none of them and is a world of one, where every helper here does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """The one process that writes checkpoints, logs and pages."""
+        return self.rank == 0
+
+
+def context_from_environment() -> DistributedContext:
+    """The context ``torchrun`` describes in the environment; a world of one without it."""
+    return DistributedContext(
+        rank=int(os.environ.get("RANK", "0")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )
+
+
+def init_process_group(context: DistributedContext, device: torch.device) -> None:
+    """Join the other processes: NCCL between GPUs, gloo on CPUs. Nothing in a world of one."""
+    if not context.is_distributed or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend,
+        rank=context.rank,
+        world_size=context.world_size,
+        timeout=datetime.timedelta(minutes=30),  # rank 0 may spend minutes writing checkpoints and pages
+        device_id=device if device.type == "cuda" else None,
+    )
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """The mean of ``tensor`` over all processes (``tensor`` itself in a world of one)."""
+    if not context.is_distributed:
+        return tensor
+    summed = tensor.detach().clone()
+    dist.all_reduce(summed)
+    return summed / context.world_size
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait until every process arrives here."""
+    if context.is_distributed:
+        dist.barrier()

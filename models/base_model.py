@@ -16,6 +16,7 @@ from torch.optim import Optimizer, lr_scheduler
 
 from models import checkpoint
 from models.networks import define_scheduler
+from util import distributed
 from util.device import compile_unavailable_reason, select_device
 from util.distributed import DistributedContext
 from util.errors import CheckpointError
@@ -145,7 +146,10 @@ class BaseModel(ABC):
         Under ``stop`` (the default) no check is made here, so the step needs no host-device sync;
         the training loop notices the loss and stops before the next checkpoint.
         """
-        return self.opt.nan_policy != "skip" or bool(torch.isfinite(loss))
+        if self.opt.nan_policy != "skip":
+            return True
+        # Under torchrun every process must take the same decision, or the gradient averaging would wait forever.
+        return distributed.all_processes_agree(bool(torch.isfinite(loss)), self.context, self.device)
 
     def unwrapped(self, name: str) -> nn.Module:
         """Network ``name`` without its DDP wrapper: for forwards whose gradients need no averaging."""

@@ -2,9 +2,10 @@
 
     python scripts/make_demo_dataset.py [--output datasets/demo] [--overwrite]
 
-Writes ``trainA trainB testA testB trainA_GT testA_GT`` and ``manifest.csv`` (where each crop
-came from). Fluorescence is inverted so nuclei are dark as in H&E; instance labels become
-binary masks (0/255). Test crops come from image regions that no training crop touches.
+Writes ``trainA trainB testA testB trainA_GT testA_GT``, ``manifest.csv`` (where each crop
+came from) and ``preparation.json`` (the intensity rule, which ``colorize.py`` applies to whole
+frames). Fluorescence is inverted so nuclei are dark as in H&E; instance labels become binary
+masks (0/255). Test crops come from image regions that no training crop touches.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from data.image_io import read_array, write_image
+from data.intensity import IntensityNormalisation
+from data.preparation import write_settings
 from util.atomic import write_text_atomic
 from util.errors import CellCycleGANError, DatasetError
 from util.log import setup_logging
@@ -59,11 +62,9 @@ HE_TRAIN = Region(top=0, left=0, height=300, width=372, stride=34)
 HE_TEST = Region(top=0, left=372, height=300, width=128, stride=43)
 
 
-def normalize_fluorescence(image: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.5) -> np.ndarray:
-    """16-bit fluorescence -> uint8, scaled between robust percentiles and inverted (nuclei dark)."""
-    low, high = np.percentile(image, [low_percentile, high_percentile])
-    scaled = np.clip((image.astype(np.float64) - low) / max(high - low, 1e-12), 0.0, 1.0)
-    return np.round((1.0 - scaled) * 255).astype(np.uint8)
+#: How the 16-bit fluorescence frame becomes 8-bit domain A (nuclei dark); recorded in preparation.json,
+#: so that colorize.py reads whole frames the same way.
+FLUORESCENCE_NORMALISATION = IntensityNormalisation(low_percentile=0.5, high_percentile=99.5, invert=True)
 
 
 def build_demo_dataset(
@@ -76,7 +77,7 @@ def build_demo_dataset(
             raise DatasetError(f"{output} already holds data; pass --overwrite to rebuild it")
         shutil.rmtree(output)
 
-    fluorescence = normalize_fluorescence(read_array(sources / "fluo_nuclei_dsb2018" / "image.tif"))
+    fluorescence = FLUORESCENCE_NORMALISATION.apply(read_array(sources / "fluo_nuclei_dsb2018" / "image.tif"))
     labels = read_array(sources / "fluo_nuclei_dsb2018" / "labels.tif")
     if labels.shape != fluorescence.shape:
         raise DatasetError(f"labels {labels.shape} and image {fluorescence.shape} differ in size")
@@ -106,6 +107,7 @@ def build_demo_dataset(
     writer.writeheader()
     writer.writerows(manifest)
     write_text_atomic(output / "manifest.csv", buffer.getvalue())
+    write_settings(output, {"command": "make_demo_dataset", "normalisation": FLUORESCENCE_NORMALISATION.to_dict()})
     return {folder: len(list((output / folder).glob("*.png"))) for folder in FOLDERS}
 
 

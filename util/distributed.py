@@ -70,6 +70,15 @@ def all_reduce_mean(tensor: torch.Tensor, context: DistributedContext) -> torch.
     return summed / context.world_size
 
 
+def all_processes_agree(flag: bool, context: DistributedContext, device: torch.device) -> bool:
+    """True only if ``flag`` is True in every process (``flag`` itself in a world of one)."""
+    if not context.is_distributed:
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value)
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait until every process arrives here."""
     if context.is_distributed:

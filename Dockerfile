@@ -1,0 +1,26 @@
+# Cell CycleGAN with JupyterLab, on NVIDIA's PyTorch container.
+#
+#   scripts/docker_run.sh        # build this image and start JupyterLab (token printed), GPUs and project mounted
+#
+# Base: NVIDIA's PyTorch release 26.09 (Python 3.12, CUDA 13, a PyTorch 2.14 build tuned for current GPUs, with
+# NCCL for torchrun). Its torch and torchvision are built for its CUDA and are kept: requirements.txt is installed
+# without its torch/torchvision pins. Pass --build-arg BASE_IMAGE=... for another release.
+ARG BASE_IMAGE=nvcr.io/nvidia/pytorch:26.09-py3
+FROM ${BASE_IMAGE}
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /workspace/cell-cyclegan
+
+# Dependencies first (their layer is rebuilt only when the requirement files change).
+COPY requirements.txt requirements-dev.txt ./
+RUN grep -vE '^torch(vision)?==' requirements.txt > /tmp/requirements-container.txt \
+    && grep -vE '^(-r |torch(vision)?==)' requirements-dev.txt > /tmp/requirements-container-dev.txt \
+    && python -m pip install -r /tmp/requirements-container.txt -r /tmp/requirements-container-dev.txt
+
+COPY . .
+COPY scripts/start_jupyter.sh /usr/local/bin/start-jupyter
+EXPOSE 8888
+# JupyterLab with a token (JUPYTER_TOKEN, or a generated one that is printed); any other command runs instead.
+ENTRYPOINT ["/usr/local/bin/start-jupyter"]

@@ -116,7 +116,8 @@ def test_every_pinned_requirement_resolves_for_the_containers_python(tmp_path: P
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
-         "--only-binary=:all:", "--python-version", "3.12", "--report", str(report), "-r", str(requirements)],
+         "--only-binary=:all:", "--python-version", "3.12", "--target", str(tmp_path / "target"), "--report", str(report),
+         "-r", str(requirements)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     if done.returncode != 0 and re.search(r"connection|resolve host|network|timed out", done.stderr, re.IGNORECASE):

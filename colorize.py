@@ -22,18 +22,17 @@ import argparse
 import glob
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 
 from data.image_io import (
     IMAGE_EXTENSIONS,
-    TIFF_EXTENSIONS,
     image_from_array,
     list_images,
+    page_count,
     read_array,
     unit_range_bounds,
     write_image,
@@ -95,17 +94,13 @@ def find_inputs(pattern: str) -> list[Path]:
     return found
 
 
-def read_pages(path: Path) -> list[tuple[str, np.ndarray]]:
-    """(output stem, pixels) of every image in ``path``: one for most files, one per page of a TIFF stack."""
-    if path.suffix.lower() in TIFF_EXTENSIONS:
-        try:
-            with tifffile.TiffFile(path) as tiff:
-                count = len(tiff.pages)
-                if count > 1:
-                    return [(f"{path.stem}_p{index:03d}", tiff.pages[index].asarray()) for index in range(count)]
-        except Exception as error:
-            raise ImageReadError(f"cannot read image {path}: {error}") from error
-    return [(path.stem, read_array(path))]
+def read_pages(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(output stem, pixels) of every image in ``path``, read one at a time: one for most files, one per
+    page of a TIFF stack. TIFF mosaics of any size are read (the reader's pixel limit is lifted)."""
+    count = page_count(path)
+    for index in range(count):
+        stem = path.stem if count == 1 else f"{path.stem}_p{index:03d}"
+        yield stem, read_array(path, page=index, max_pixels=None)
 
 
 def to_gray(array: np.ndarray, name: str, normalisation: IntensityNormalisation | None) -> np.ndarray:
@@ -157,31 +152,34 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
     written, failed = 0, []
     for path in progress_bar(inputs, desc="images", unit="file"):
         try:
-            pages = read_pages(path)
+            for stem, array in read_pages(path):
+                colorize_page(stem, to_gray(array, str(path), normalisation), colorizer, args, extension)
+                written += 1
         except ImageReadError as error:
             logger.error("skipped: %s", error)
             failed.append(path)
-            continue
-        for stem, array in pages:
-            gray = to_gray(array, str(path), normalisation)
-            target = args.output / f"{stem}.{extension}"
-            if target.exists() and not args.overwrite:
-                raise OptionError(f"{target} exists already; choose another --output or pass --overwrite")
-            passes = 2 if args.norm_statistics == "image" else 1
-            tiles = passes * len(colorizer.tiles(*gray.shape))
-            with progress_bar(total=tiles, desc=stem, unit="tile", leave=False) as tile_bar:
-                colour = colorizer(gray, progress=tile_bar.update)
-            write_image(target, colour)
-            if args.preview:
-                side_by_side = np.concatenate([np.repeat(gray[:, :, None], 3, axis=2), colour], axis=1)
-                write_image(args.output / f"{stem}_preview.png", side_by_side)
-            written += 1
     if failed:
         logger.warning(
             "%d file(s) could not be read and were skipped: %s", len(failed), ", ".join(map(str, failed[:10]))
         )
     logger.info("%d colorized image(s) in %s", written, args.output)
     return written, len(failed)
+
+
+def colorize_page(
+    stem: str, gray: np.ndarray, colorizer: TiledColorizer, args: argparse.Namespace, extension: str
+) -> None:
+    """Colorize one gray image and write it (and its preview) as ``<stem>.<extension>``."""
+    target = args.output / f"{stem}.{extension}"
+    if target.exists() and not args.overwrite:
+        raise OptionError(f"{target} exists already; choose another --output or pass --overwrite")
+    passes = 2 if args.norm_statistics == "image" else 1
+    with progress_bar(total=passes * len(colorizer.tiles(*gray.shape)), desc=stem, unit="tile", leave=False) as bar:
+        colour = colorizer(gray, progress=bar.update)
+    write_image(target, colour)
+    if args.preview:
+        side_by_side = np.concatenate([np.repeat(gray[:, :, None], 3, axis=2), colour], axis=1)
+        write_image(args.output / f"{stem}_preview.png", side_by_side)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

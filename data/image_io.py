@@ -26,10 +26,10 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 # Pillow modes that carry colour in a form other than RGB; they are converted on reading.
 _PILLOW_TO_RGB_MODES = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
-# Pillow refuses images above this many pixels as decompression bombs; TIFFs get the same
-# limit, so that a corrupt header declaring a huge image fails at once instead of allocating
-# gigabytes and decoding for minutes.
-_MAX_PIXELS = 2 * 89_478_485
+#: Pillow refuses images above this many pixels as decompression bombs; TIFFs get the same
+#: limit by default, so that a corrupt header declaring a huge image fails at once instead of
+#: allocating gigabytes and decoding for minutes. colorize.py lifts it for TIFF mosaics.
+MAX_PIXELS = 2 * 89_478_485
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -45,16 +45,29 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(directory).as_posix())
 
 
-def read_array(path: str | os.PathLike) -> np.ndarray:
+def read_array(path: str | os.PathLike, page: int = 0, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """The pixels of ``path`` as stored: (H, W) or (H, W, C) with C in 1..4, dtype unchanged.
 
-    A multi-page TIFF gives its first page. Raises :class:`ImageReadError` naming the file if
-    it is missing, corrupt, truncated, empty or not an image.
+    ``page`` chooses the page of a multi-page TIFF (see :func:`page_count`). A TIFF page larger
+    than ``max_pixels`` is refused (None: no limit; other formats keep Pillow's limit). Raises
+    :class:`ImageReadError` naming the file if it is missing, corrupt, truncated, empty or not an image.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image file not found: {path}")
-    return _decode(path, str(path))
+    return _decode(path, str(path), page, max_pixels)
+
+
+def page_count(path: str | os.PathLike) -> int:
+    """The number of images in ``path``: the pages of a TIFF stack, 1 for other formats."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_EXTENSIONS:
+        return 1
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return len(tiff.pages)
+    except Exception as error:
+        raise ImageReadError(f"cannot read image {path}: {error}") from error
 
 
 def decode_array(data: bytes, name: str) -> np.ndarray:
@@ -66,10 +79,12 @@ def decode_array(data: bytes, name: str) -> np.ndarray:
     return _decode(io.BytesIO(data), name)
 
 
-def _decode(source: Path | io.BytesIO, name: str) -> np.ndarray:
+def _decode(source: Path | io.BytesIO, name: str, page: int = 0, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     try:
         is_tiff = Path(name).suffix.lower() in TIFF_EXTENSIONS
-        array = _read_tiff(source, name) if is_tiff else _read_with_pillow(source)
+        if page and not is_tiff:
+            raise ImageReadError(f"image {name} has one page only; page {page} was asked for")
+        array = _read_tiff(source, name, page, max_pixels) if is_tiff else _read_with_pillow(source)
     except ImageReadError:
         raise
     except Exception as error:  # every decoder failure becomes one clear message
@@ -168,12 +183,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
             Image.fromarray(image).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
 
 
-def _read_tiff(source: Path | io.BytesIO, name: str) -> np.ndarray:
+def _read_tiff(source: Path | io.BytesIO, name: str, index: int, max_pixels: int | None) -> np.ndarray:
     with tifffile.TiffFile(source) as tiff:
         if not tiff.pages:
             raise ImageReadError(f"TIFF file {name} holds no image pages")
-        page = tiff.pages[0]
-        _check_tiff_page(page, name)
+        if not 0 <= index < len(tiff.pages):
+            raise ImageReadError(f"TIFF file {name} has {len(tiff.pages)} pages; page {index} was asked for")
+        page = tiff.pages[index]
+        _check_tiff_page(page, name, max_pixels)
         array = page.asarray()
         # Planar TIFFs store colour first: (C, H, W) -> (H, W, C). Decided by the header, not
         # by the shape: a contiguous image 3 or 4 pixels high looks planar.
@@ -187,7 +204,7 @@ def _read_tiff(source: Path | io.BytesIO, name: str) -> np.ndarray:
     return array
 
 
-def _check_tiff_page(page: tifffile.TiffPage, name: str) -> None:
+def _check_tiff_page(page: tifffile.TiffPage, name: str, max_pixels: int | None) -> None:
     """Refuse a header that cannot match the data before tifffile allocates and decodes it.
 
     tifffile fills strips or tiles missing from the file with zeros (a truncated or corrupt
@@ -195,9 +212,9 @@ def _check_tiff_page(page: tifffile.TiffPage, name: str) -> None:
     """
     if 0 in page.shape:
         raise ImageReadError(f"image {name} is empty (size {page.imagewidth}x{page.imagelength})")
-    if math.prod(page.shape) > _MAX_PIXELS:
+    if max_pixels is not None and math.prod(page.shape) > max_pixels:
         raise ImageReadError(
-            f"TIFF file {name} declares an image of shape {page.shape}, more than {_MAX_PIXELS} pixels; "
+            f"TIFF file {name} declares an image of shape {page.shape}, more than {max_pixels} pixels; "
             "its header is corrupt or the image is too large to read whole"
         )
     expected = math.prod(page.chunked)

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from data.image_io import list_images, read_array, read_image, to_unit_range, write_image
+from data.image_io import list_images, page_count, read_array, read_image, to_unit_range, write_image
 from util.errors import ImageReadError
 
 SOURCES = Path(__file__).resolve().parents[2] / "datasets" / "sources"
@@ -130,3 +130,23 @@ def test_compressed_16_bit_tiffs_read_exactly(tmp_path: Path, compression: str) 
     path = tmp_path / f"{compression}.tif"
     tifffile.imwrite(path, frame, compression=compression)
     assert np.array_equal(read_array(path), frame)
+
+
+def test_pages_of_a_tiff_stack_are_read_one_by_one_and_counted(tmp_path: Path) -> None:
+    stack = np.arange(5 * 4 * 6, dtype=np.uint16).reshape(5, 4, 6)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    assert page_count(tmp_path / "stack.tif") == 5
+    assert np.array_equal(read_array(tmp_path / "stack.tif", page=2), stack[2])
+    with pytest.raises(ImageReadError, match=r"stack\.tif has 5 pages; page 5 was asked for"):
+        read_array(tmp_path / "stack.tif", page=5)
+    write_image(tmp_path / "flat.png", np.zeros((4, 5), np.uint8))
+    assert page_count(tmp_path / "flat.png") == 1
+
+
+def test_the_pixel_limit_refuses_large_tiffs_unless_lifted(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "mosaic.tif", np.ones((20, 30), np.uint16))
+    with pytest.raises(
+        ImageReadError, match=r"mosaic\.tif declares an image of shape \(20, 30\), more than 500 pixels"
+    ):
+        read_array(tmp_path / "mosaic.tif", max_pixels=500)
+    assert read_array(tmp_path / "mosaic.tif", max_pixels=None).shape == (20, 30)

@@ -54,10 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--name", required=True, help="experiment name: checkpoints/<name>")
-    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"))
-    parser.add_argument("--results_dir", type=Path, default=Path("results"), help="where --epoch best is looked up")
-    parser.add_argument("--epoch", default="latest", help="a saved epoch number, latest, or best")
+    trained.add_model_arguments(parser)
     parser.add_argument("--input", required=True, help="an image file, a folder, or a glob pattern (quote it)")
     parser.add_argument("--output", type=Path, required=True, help="folder for the colorized images")
     parser.add_argument("--format", choices=("png", "tif"), default="png", help="output file format")

@@ -7,6 +7,7 @@ training data were prepared with. Keeping them here gives each one place.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,14 @@ from data.intensity import IntensityNormalisation
 from data.preparation import read_settings
 from models import checkpoint, networks
 from util.errors import CheckpointError, OptionError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a trained model: ``--name``, ``--checkpoints_dir``, ``--results_dir``, ``--epoch``."""
+    parser.add_argument("--name", required=True, help="experiment name: checkpoints/<name>")
+    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--results_dir", type=Path, default=Path("results"), help="where --epoch best is looked up")
+    parser.add_argument("--epoch", default="latest", help="a saved epoch number, latest, or best")
 
 
 def resolve_epoch(epoch: str, results_dir: Path, name: str) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from models import checkpoint
@@ -20,13 +21,16 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
     return finished
 
 
-def test_two_processes_end_with_identical_weights_and_one_set_of_checkpoints(small_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gan_mode", ["lsgan", "wgangp"])  # wgangp: a gradient penalty inside DDP's backward
+def test_two_processes_end_with_identical_weights_and_one_set_of_checkpoints(
+    small_root: Path, tmp_path: Path, gan_mode: str
+) -> None:
     checkpoints, dumps = tmp_path / "checkpoints", tmp_path / "dumps"
     dumps.mkdir()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         str(REPO_ROOT / "tests" / "distributed_worker.py"), str(dumps),
-        *train_arguments(small_root, checkpoints, "ddp", "--print_freq", "1"),
+        *train_arguments(small_root, checkpoints, "ddp", "--print_freq", "1", "--gan_mode", gan_mode),
     ]  # fmt: skip
     finished = run(command)
 

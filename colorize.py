@@ -42,8 +42,9 @@ from data.transforms import normalize, to_tensor, to_uint8_image
 from models import trained
 from models.tiling import TiledColorizer
 from util.arg_types import nonnegative_int, positive_int
+from util.cli import run_script
 from util.device import select_device
-from util.errors import CellCycleGANError, ImageReadError, OptionError
+from util.errors import ImageReadError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -182,12 +183,7 @@ def colorize_page(
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    try:
-        _, failed = colorize(args)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    return 1 if failed else 0
+    return run_script(lambda: 1 if colorize(args)[1] else 0)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import numpy as np
 
 from evaluation import inception, metrics, report, scoring
 from util.arg_types import positive_int
-from util.errors import CellCycleGANError, EvaluationError, user_message
+from util.cli import run_script
+from util.errors import EvaluationError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -212,12 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: 0 on success, 1 on a problem the user can fix."""
     setup_logging()
     args = build_parser().parse_args(argv)
-    try:
-        evaluate(args)
-    except CellCycleGANError as error:
-        logger.error("%s", user_message(error))
-        return 1
-    return 0
+    return run_script(lambda: evaluate(args))
 
 
 if __name__ == "__main__":

@@ -63,8 +63,9 @@ from scripts.reference_losses import (
 )
 from util.arg_types import nonnegative_int, positive_int
 from util.atomic import write_text_atomic
+from util.cli import run_script
 from util.device import select_device
-from util.errors import CellCycleGANError, DatasetError
+from util.errors import DatasetError
 from util.log import setup_logging
 from util.reproducibility import seed_everything
 
@@ -480,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
+
+    def job() -> None:
         with ExitStack() as stack:
             dataroot = args.dataroot
             if dataroot is None:
@@ -519,14 +521,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for index, (amp, layout, compiled) in enumerate(settings)
             ]
             records = [record for config in configs for record in run_benchmark(config)]
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    print(format_report(base, records))
-    if args.json is not None:
-        write_text_atomic(args.json, json.dumps(records, indent=2) + "\n")
-        logger.info("measurements written to %s", args.json)
-    return 0
+        print(format_report(base, records))
+        if args.json is not None:
+            write_text_atomic(args.json, json.dumps(records, indent=2) + "\n")
+            logger.info("measurements written to %s", args.json)
+
+    return run_script(job)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from util.arg_types import positive_float
-from util.errors import CellCycleGANError, DatasetError
+from util.cli import run_script
+from util.errors import DatasetError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -322,18 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.names:
         parser.error("name at least one dataset (see --list)")
-    try:
+
+    def job() -> None:
         names = [canonical_name(name) for name in args.names]
         with logging_redirect_tqdm():
             for name in names:
                 fetch_dataset(name, args.output, args.base_url, args.timeout, extract=not args.no_extract)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    except KeyboardInterrupt:
-        logger.warning("interrupted; run the same command again to resume the download")
-        return 130
-    return 0
+
+    return run_script(job, interrupted_hint="interrupted; run the same command again to resume the download")
 
 
 if __name__ == "__main__":

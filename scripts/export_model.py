@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from models import trained
 from util.atomic import atomic_path
+from util.cli import run_script
 from util.errors import CellCycleGANError, OptionError
 from util.log import setup_logging
 
@@ -195,12 +196,7 @@ def export(args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    try:
-        export(args)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_script(lambda: export(args))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data.image_io import list_images, read_array
 from data.preparation import MANIFEST_NAME, link_or_copy, read_settings, staged_output, write_settings
-from util.errors import CellCycleGANError, DatasetError
+from util.cli import run_script
+from util.errors import DatasetError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -151,17 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check is None and None in (args.a_side, args.b_side, args.output):
         parser.error("pass --a_side, --b_side and --output, or --check DATAROOT")
-    try:
+
+    def job() -> None:
         if args.check is not None:
             summaries = check_dataroot(args.check, args.check)
         else:
             summaries = assemble(args.a_side, args.b_side, args.output, args.overwrite)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    print(format_table(summaries))
-    logger.info("dataroot %s is ready: train with --dataroot %s", args.check or args.output, args.check or args.output)
-    return 0
+        print(format_table(summaries))
+        dataroot = args.check or args.output
+        logger.info("dataroot %s is ready: train with --dataroot %s", dataroot, dataroot)
+
+    return run_script(job)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from data.image_io import read_array, write_image
 from data.intensity import IntensityNormalisation
 from data.preparation import write_settings
 from util.atomic import write_text_atomic
-from util.errors import CellCycleGANError, DatasetError
+from util.cli import run_script
+from util.errors import DatasetError
 from util.log import setup_logging
 
 logger = logging.getLogger("make_demo_dataset")
@@ -118,15 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, help="folder of the bundled source images")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     args = parser.parse_args(argv)
-    try:
+
+    def job() -> None:
         counts = build_demo_dataset(args.output, args.sources, overwrite=args.overwrite)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    logger.info(
-        "demo dataset in %s: %s", args.output, ", ".join(f"{folder} {count}" for folder, count in counts.items())
-    )
-    return 0
+        listing = ", ".join(f"{folder} {count}" for folder, count in counts.items())
+        logger.info("demo dataset in %s: %s", args.output, listing)
+
+    return run_script(job)
 
 
 if __name__ == "__main__":

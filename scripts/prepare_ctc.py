@@ -35,7 +35,8 @@ from data.image_io import decode_array, write_image
 from data.intensity import IntensityNormalisation
 from data.preparation import grid_boxes, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, positive_int
-from util.errors import CellCycleGANError, DatasetError, OptionError
+from util.cli import run_script
+from util.errors import DatasetError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -329,13 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    try:
+
+    def job() -> None:
         counts = prepare(args)
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    logger.info("domain A in %s: %d train and %d test crops", args.output, counts["train"], counts["test"])
-    return 0
+        logger.info("domain A in %s: %d train and %d test crops", args.output, counts["train"], counts["test"])
+
+    return run_script(job)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 from data.image_io import image_from_array, read_array, write_image
 from data.preparation import grid_boxes, seeded_split, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_int, positive_float, positive_int
-from util.errors import CellCycleGANError, DatasetError, ImageReadError, OptionError
+from util.cli import run_script
+from util.errors import DatasetError, ImageReadError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -528,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    try:
+
+    def job() -> None:
         result = prepare_slide(
             args.slide,
             args.output,
@@ -542,15 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
         )
-    except CellCycleGANError as error:
-        logger.error("%s", error)
-        return 1
-    total = sum(result.written.values())
-    logger.info(
-        "domain B in %s: %d train and %d test tiles (%.1f tiles/s)",
-        args.output, result.written["train"], result.written["test"], total / max(result.seconds, 1e-9),
-    )  # fmt: skip
-    return 0
+        total = sum(result.written.values())
+        logger.info(
+            "domain B in %s: %d train and %d test tiles (%.1f tiles/s)",
+            args.output, result.written["train"], result.written["test"], total / max(result.seconds, 1e-9),
+        )  # fmt: skip
+
+    return run_script(job)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,27 @@ class OptionsParser(Protocol):
     def save_options(self, opt: argparse.Namespace, directory: Path, stem: str) -> None: ...
 
 
+def run_script(job: Callable[[], object], interrupted_hint: str | None = None) -> int:
+    """Run a command's ``job`` and return the exit status: an int the job returns (e.g. 1 when
+    some inputs were skipped), else 0.
+
+    A :class:`CellCycleGANError` (a problem the user can fix) becomes one ``ERROR`` line and
+    status 1. With ``interrupted_hint``, Ctrl-C becomes that warning and status 130. Other
+    exceptions are bugs and keep their traceback.
+    """
+    try:
+        status = job()
+    except CellCycleGANError as error:
+        logger.error("%s", user_message(error))
+        return 1
+    except KeyboardInterrupt:
+        if interrupted_hint is None:
+            raise
+        logger.warning("%s", interrupted_hint)
+        return 130
+    return status if isinstance(status, int) else 0
+
+
 def run_command(
     options: OptionsParser,
     argv: Sequence[str] | None,
@@ -31,16 +52,12 @@ def run_command(
     options_stem: str,
     interrupted_hint: str = "interrupted",
 ) -> int:
-    """Parse options, log and save them, run ``job``; return the exit status.
-
-    A :class:`CellCycleGANError` (a problem the user can fix) becomes one ``ERROR`` line and
-    status 1; Ctrl-C becomes ``interrupted_hint`` and status 130. Other exceptions are bugs
-    and keep their traceback.
-    """
+    """Parse options, log and save them, run ``job``; return the exit status (see :func:`run_script`)."""
     setup_logging()
     # Under torchrun only the main process (rank 0) talks and writes; the others log warnings only.
     is_main = context_from_environment().is_main
-    try:
+
+    def parse_and_run() -> None:
         opt = options.parse(argv)
         setup_logging(opt.verbose)
         if not is_main:
@@ -50,10 +67,5 @@ def run_command(
             options.save_options(opt, options_folder(opt), options_stem)
         with logging_redirect_tqdm():
             job(opt)
-    except CellCycleGANError as error:
-        logger.error("%s", user_message(error))
-        return 1
-    except KeyboardInterrupt:
-        logger.warning("%s", interrupted_hint)
-        return 130
-    return 0
+
+    return run_script(parse_and_run, interrupted_hint)

@@ -1,0 +1,37 @@
+"""run_script: the exit status every command shares, and one clean line for a user's error."""
+
+from __future__ import annotations
+
+import pytest
+
+from util.cli import run_script
+from util.errors import DatasetError
+
+
+def test_a_users_error_is_one_line_and_status_1(caplog: pytest.LogCaptureFixture) -> None:
+    def job() -> None:
+        raise DatasetError("folder x is missing")
+
+    assert run_script(job) == 1
+    assert caplog.records[-1].levelname == "ERROR" and caplog.records[-1].getMessage() == "folder x is missing"
+
+
+def test_the_jobs_own_status_is_kept_and_other_results_mean_success() -> None:
+    assert run_script(lambda: None) == 0
+    assert run_script(lambda: "report.html") == 0
+    assert run_script(lambda: 1) == 1
+
+
+def test_ctrl_c_becomes_the_hint_and_130_only_when_a_hint_is_given(caplog: pytest.LogCaptureFixture) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    assert run_script(interrupted, interrupted_hint="run it again to resume") == 130
+    assert "run it again to resume" in caplog.text
+    with pytest.raises(KeyboardInterrupt):
+        run_script(interrupted)
+
+
+def test_bugs_keep_their_traceback() -> None:
+    with pytest.raises(ZeroDivisionError):
+        run_script(lambda: 1 // 0)

@@ -217,10 +217,10 @@ class BaseModel(ABC):
         payloads = {}
         for label in labels:
             for name, network in self.networks.items():
-                payloads[checkpoint.network_path(Path(), label, name).name] = checkpoint.network_payload(
+                payloads[checkpoint.network_file_name(label, name)] = checkpoint.network_payload(
                     unwrap(network), architecture, epoch
                 )
-            payloads[checkpoint.training_state_path(Path(), label).name] = state
+            payloads[checkpoint.training_state_file_name(label)] = state
         checkpoint.save_together(self.save_dir, payloads)
 
     def load_networks(self, label: str) -> None:

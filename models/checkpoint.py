@@ -4,7 +4,8 @@
 architecture options it was built with, so inference needs no repeated flags and a mismatch
 is reported in words. ``<label>_training_state.pth`` holds everything else needed to continue
 training exactly (optimizers, schedulers, image pools, RNG states, the epoch counter).
-``<label>`` is an epoch number or ``latest``. Every file is written atomically.
+``<label>`` is an epoch number or ``latest``. An epoch's files are written as one set
+(:func:`save_together`): a crash leaves the previous set or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from util.atomic import atomic_path, fsync_directory, write_text_durably
+from util.atomic import fsync_directory, write_text_durably
 from util.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -49,18 +50,20 @@ def architecture_of(opt: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(opt, key) for key in ARCHITECTURE_OPTIONS}
 
 
+def network_file_name(label: str, network_name: str) -> str:
+    return f"{label}_net_{network_name}.pth"
+
+
+def training_state_file_name(label: str) -> str:
+    return f"{label}_training_state.pth"
+
+
 def network_path(directory: Path, label: str, network_name: str) -> Path:
-    return Path(directory) / f"{label}_net_{network_name}.pth"
+    return Path(directory) / network_file_name(label, network_name)
 
 
 def training_state_path(directory: Path, label: str) -> Path:
-    return Path(directory) / f"{label}_training_state.pth"
-
-
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """``torch.save`` through a temporary file, so ``path`` is never left half-written."""
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    return Path(directory) / training_state_file_name(label)
 
 
 def load_file(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -83,11 +86,6 @@ def network_payload(network: nn.Module, architecture: dict[str, Any], epoch: int
         "architecture": dict(architecture),
         "state_dict": network.state_dict(),
     }
-
-
-def save_network(path: Path, network: nn.Module, architecture: dict[str, Any], epoch: int) -> None:
-    """Write one network file atomically (a whole epoch's files go through :func:`save_together`)."""
-    save_atomic(network_payload(network, architecture, epoch), path)
 
 
 def save_together(directory: Path, payloads: dict[str, dict[str, Any]]) -> None:

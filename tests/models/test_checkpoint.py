@@ -15,10 +15,15 @@ def generator(ngf: int = 4) -> nn.Module:
     return define_generator("resnet_6blocks", 1, 3, ngf=ngf)
 
 
+def save_generator(directory: Path, label: str, network: torch.nn.Module, architecture: dict, epoch: int) -> None:
+    payload = checkpoint.network_payload(network, architecture, epoch)
+    checkpoint.save_together(directory, {checkpoint.network_file_name(label, "G_A"): payload})
+
+
 def test_round_trip_and_epoch_listing(tmp_path: Path) -> None:
     network = generator()
     for epoch in (10, 2, 5):
-        checkpoint.save_network(checkpoint.network_path(tmp_path, str(epoch), "G_A"), network, ARCHITECTURE, epoch)
+        save_generator(tmp_path, str(epoch), network, ARCHITECTURE, epoch)
     assert checkpoint.saved_epochs(tmp_path, "G_A") == [2, 5, 10]
     other = generator()
     assert checkpoint.load_network(tmp_path / "5_net_G_A.pth", other, ARCHITECTURE, torch.device("cpu")) == 5
@@ -30,7 +35,7 @@ def test_round_trip_and_epoch_listing(tmp_path: Path) -> None:
 
 def test_missing_epoch_lists_what_exists(tmp_path: Path) -> None:
     for label in ("1", "2", "latest"):
-        checkpoint.save_network(checkpoint.network_path(tmp_path, label, "G_A"), generator(), ARCHITECTURE, 1)
+        save_generator(tmp_path, label, generator(), ARCHITECTURE, 1)
     with pytest.raises(CheckpointError, match=r"no checkpoint for epoch '7'.*available epochs in .*: 1, 2, latest"):
         checkpoint.require_checkpoint(tmp_path, "7", "G_A")
     with pytest.raises(CheckpointError, match="holds no checkpoint of G_A; train first"):
@@ -39,7 +44,7 @@ def test_missing_epoch_lists_what_exists(tmp_path: Path) -> None:
 
 def test_other_architecture_is_named_not_a_state_dict_traceback(tmp_path: Path) -> None:
     path = tmp_path / "latest_net_G_A.pth"
-    checkpoint.save_network(path, generator(ngf=8), {**ARCHITECTURE, "ngf": 8}, 1)
+    save_generator(tmp_path, "latest", generator(ngf=8), {**ARCHITECTURE, "ngf": 8}, 1)
     with pytest.raises(CheckpointError, match=r"another architecture: --ngf 8 in the checkpoint vs 4 now"):
         checkpoint.load_network(path, generator(ngf=4), ARCHITECTURE, torch.device("cpu"))
 
@@ -54,7 +59,7 @@ def test_bare_state_dicts_load_when_they_fit_and_explain_when_not(tmp_path: Path
 
 def test_damaged_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "latest_net_G_A.pth"
-    checkpoint.save_network(path, generator(), ARCHITECTURE, 1)
+    save_generator(tmp_path, "latest", generator(), ARCHITECTURE, 1)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*latest_net_G_A\.pth"):
         checkpoint.load_network(path, generator(), ARCHITECTURE, torch.device("cpu"))

@@ -61,13 +61,13 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
-    """The mean of ``tensor`` over all processes (``tensor`` itself in a world of one)."""
+def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """The sum of ``tensor`` over all processes (``tensor`` itself in a world of one)."""
     if not context.is_distributed:
         return tensor
     summed = tensor.detach().clone()
     dist.all_reduce(summed)
-    return summed / context.world_size
+    return summed
 
 
 def all_processes_agree(flag: bool, context: DistributedContext, device: torch.device) -> bool:

@@ -60,19 +60,20 @@ class LossWindow:
 
     def read(self, context: DistributedContext) -> WindowSummary:
         """The window's summary over all processes (a collective under torchrun), then start a new window."""
-        local = torch.cat([self.sums, self.non_finite.float(), self.finite_steps[None], self.sums.new_ones(1)])
-        reduced = distributed.all_reduce_mean(local, context).tolist()
         count = len(self.names)
-        sums, flags = reduced[:count], reduced[count : 2 * count]
-        finite_steps, processes = reduced[-2] * context.world_size, reduced[-1] * context.world_size
+        local = torch.cat([self.sums, self.non_finite.float(), self.finite_steps[None]])
+        totals = distributed.all_reduce_sum(local, context).tolist()
+        sums, flags, finite_steps = totals[:count], totals[count : 2 * count], totals[-1]
         first_bad = int(self.first_bad)
         summary = WindowSummary(
             means={
-                name: total * processes / max(finite_steps, 1.0) for name, total in zip(self.names, sums, strict=True)
+                name: total / max(finite_steps, 1.0)
+                for name, total in zip(self.names, sums, strict=True)
+                if name in self.seen
             },
             non_finite=[name for name, flag in zip(self.names, flags, strict=True) if flag > 0],
             first_non_finite_iteration=first_bad if first_bad >= 0 else None,
-            skipped_steps=round(self.steps * processes - finite_steps),
+            skipped_steps=round(self.steps * context.world_size - finite_steps),
         )
         self._reset()
         return summary

@@ -63,3 +63,22 @@ def test_damaged_file_is_reported(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*latest_net_G_A\.pth"):
         checkpoint.load_network(path, generator(), ARCHITECTURE, torch.device("cpu"))
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickle that would create a file if unpickling ran code, as a malicious checkpoint could."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "latest_net_G_A.pth"
+    torch.save({"state_dict": _RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*latest_net_G_A\.pth"):
+        checkpoint.load_network(path, generator(), ARCHITECTURE, torch.device("cpu"))
+    assert not marker.exists()

@@ -159,6 +159,10 @@ def read_mask_values(path: str | os.PathLike) -> np.ndarray:
     channel is dropped and colour masks keep, per pixel, the largest channel.
     """
     array = read_array(path)
+    if not np.isfinite(array).all():
+        raise ImageReadError(
+            f"mask {path} contains NaN or infinite values, which are neither foreground nor background"
+        )
     if array.ndim == 3:
         if array.shape[2] in (2, 4):
             array = array[:, :, :-1]
@@ -201,6 +205,8 @@ def _read_tiff(source: Path | io.BytesIO, name: str, index: int, max_pixels: int
             array = _apply_colormap(array, page.colormap, name)
         elif page.photometric == tifffile.PHOTOMETRIC.SEPARATED:
             array = _cmyk_to_rgb(array, page.tags.valueof(332, 1), name)
+        elif page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            array = _min_is_white_to_min_is_black(array, page.bitspersample, name)
     return array
 
 
@@ -234,6 +240,27 @@ def _apply_colormap(indices: np.ndarray, colormap: np.ndarray | None, name: str)
     if colormap.max() > 255:
         colormap = colormap >> 8
     return colormap.astype(np.uint8).T[indices.astype(np.intp)]
+
+
+def _min_is_white_to_min_is_black(array: np.ndarray, bits: int, name: str) -> np.ndarray:
+    """Gray stored with 0 as white (some scanners and fax-style bilevel files) -> 0 as black, in place of dtype.
+
+    tifffile returns the stored values; without this a nucleus image would load as its negative.
+    Only the gray sample is flipped: an alpha sample keeps its meaning.
+    """
+    gray = array[:, :, 0] if array.ndim == 3 else array
+    if gray.dtype == np.bool_:
+        flipped = ~gray
+    elif gray.dtype.kind in "iu":
+        flipped = ((1 << bits) - 1 - gray.astype(np.int64)).astype(gray.dtype)
+    else:
+        raise ImageReadError(
+            f"TIFF file {name} stores floating-point gray with 0 as white (MinIsWhite), whose white level "
+            "is undefined; save it as an ordinary (MinIsBlack) image"
+        )
+    if array.ndim == 2:
+        return flipped
+    return np.concatenate([flipped[:, :, None], array[:, :, 1:]], axis=2)
 
 
 def _cmyk_to_rgb(array: np.ndarray, inkset: int, name: str) -> np.ndarray:

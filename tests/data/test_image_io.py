@@ -5,7 +5,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from data.image_io import list_images, page_count, read_array, read_image, to_unit_range, write_image
+from data.image_io import (
+    list_images,
+    page_count,
+    read_array,
+    read_image,
+    read_mask_values,
+    to_unit_range,
+    write_image,
+)
 from util.errors import ImageReadError
 
 SOURCES = Path(__file__).resolve().parents[2] / "datasets" / "sources"
@@ -105,6 +113,41 @@ def test_many_channel_image_and_nan_are_refused(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "nan.tif", np.full((4, 4), np.nan, np.float32))
     with pytest.raises(ImageReadError, match="NaN"):
         read_image(tmp_path / "nan.tif", 1)
+
+
+def test_a_mask_with_nan_is_refused_not_read_as_background(tmp_path: Path) -> None:
+    mask = np.ones((4, 4), np.float32)
+    mask[1, 2] = np.nan
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    with pytest.raises(ImageReadError, match=r"mask .*mask\.tif contains NaN"):
+        read_mask_values(tmp_path / "mask.tif")
+
+
+def test_min_is_white_tiffs_load_with_black_as_zero(tmp_path: Path) -> None:
+    """Stored values of MinIsWhite files are flipped, as Pillow does for 8-bit and bilevel ones."""
+    stored8 = (np.arange(12, dtype=np.uint8) * 20).reshape(3, 4)
+    tifffile.imwrite(tmp_path / "gray8.tif", stored8, photometric="miniswhite")
+    loaded8 = read_array(tmp_path / "gray8.tif")
+    np.testing.assert_array_equal(loaded8, 255 - stored8)
+    np.testing.assert_array_equal(loaded8, np.asarray(Image.open(tmp_path / "gray8.tif")))
+
+    stored12 = (np.arange(12, dtype=np.uint16) * 300).reshape(3, 4)  # 12-bit samples: white is 4095
+    tifffile.imwrite(tmp_path / "gray12.tif", stored12, photometric="miniswhite", bitspersample=12)
+    np.testing.assert_array_equal(read_array(tmp_path / "gray12.tif"), 4095 - stored12)
+
+    bilevel = np.array([[True, False], [False, True]])
+    tifffile.imwrite(tmp_path / "bilevel.tif", bilevel, photometric="miniswhite")
+    np.testing.assert_array_equal(read_array(tmp_path / "bilevel.tif"), ~bilevel)
+
+    gray_alpha = np.stack([stored8, np.full_like(stored8, 7)], axis=2)
+    tifffile.imwrite(tmp_path / "alpha.tif", gray_alpha, photometric="miniswhite", extrasamples=[2])
+    loaded = read_array(tmp_path / "alpha.tif")
+    np.testing.assert_array_equal(loaded[:, :, 0], 255 - stored8)
+    np.testing.assert_array_equal(loaded[:, :, 1], 7)
+
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((3, 4), np.float32), photometric="miniswhite")
+    with pytest.raises(ImageReadError, match=r"float\.tif stores floating-point gray with 0 as white"):
+        read_array(tmp_path / "float.tif")
 
 
 def test_write_image_round_trip(tmp_path: Path) -> None:

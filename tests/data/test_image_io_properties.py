@@ -112,11 +112,12 @@ def _load_with_every_loader(path: Path) -> np.ndarray | None:
     assert height >= 1 and width >= 1, array.shape
     assert decoded is not None, "decode_array refused bytes that read_array read"
     np.testing.assert_array_equal(decoded, array)
+    if not np.isfinite(array).all():
+        assert mask is None, "read_mask_values accepted NaN or infinite pixels"
+        assert images == {1: None, 3: None}, "read_image accepted NaN or infinite pixels"
+        return array
     assert mask is not None and mask.shape == (height, width), None if mask is None else mask.shape
     for channels, image in images.items():
-        if not np.isfinite(array).all():
-            assert image is None, "read_image accepted NaN or infinite pixels"
-            continue
         assert image is not None, "read_image refused pixels that read_array read"
         assert image.dtype == np.float32 and image.shape == (height, width, channels), (image.dtype, image.shape)
         assert np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0

@@ -107,6 +107,8 @@ class BaseModel(ABC):
             ]
             if opt.continue_train:
                 last_epoch = self.resume(opt.epoch)
+        if self.is_train:
+            self.networks = distributed.synchronise_batch_norm(self.networks, self.device, self.context)
         self.log_network_sizes()
         if self.opt.compile:
             self.compile_networks()

@@ -106,7 +106,10 @@ class TrainOptions(BaseOptions):
                     "resume it with --continue_train, choose another --name, or delete that folder to start over"
                 )
             return
-        if opt.rank == 0:  # one process repairs; under torchrun the others only read
+        # Under torchrun one process repairs. The others only check the file below and read its
+        # architecture, which the repair's renames never leave incomplete; they load weights after
+        # joining the process group, which waits for rank 0 and so for the repair.
+        if opt.rank == 0:
             outcome = checkpoint.recover_interrupted_save(directory)
             if outcome is not None:
                 logger.warning("a save interrupted by a crash was found in %s and %s", directory, outcome)

@@ -52,10 +52,11 @@ def test_two_processes_end_with_identical_weights_and_one_set_of_checkpoints(
 def test_torchrun_train_py_writes_options_and_logs_once(small_root: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
-        *train_arguments(small_root, tmp_path, "cli", "--n_epochs_decay", "0"),
+        *train_arguments(small_root, tmp_path, "cli", "--n_epochs_decay", "0", "--norm", "batch"),
     ]  # fmt: skip
     finished = run(command)
     assert finished.stderr.count("---------------- options ----------------") == 1
+    assert finished.stderr.count("--norm batch on 2 CPU processes: batch statistics stay per process") == 1
     assert finished.stderr.count("epoch 1/1 done") == 1
     assert (tmp_path / "cli" / "train_opt.json").is_file()
     assert checkpoint.saved_epochs(tmp_path / "cli", "G_A") == [1]

@@ -8,11 +8,15 @@ train.py`` sees none of them and is a world of one, where every helper here does
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,3 +87,31 @@ def barrier(context: DistributedContext) -> None:
     """Wait until every process arrives here."""
     if context.is_distributed:
         dist.barrier()
+
+
+def synchronise_batch_norm(
+    networks: dict[str, nn.Module], device: torch.device, context: DistributedContext
+) -> dict[str, nn.Module]:
+    """The networks with their batch norms computing statistics over every process's batch, where possible.
+
+    Without this each process normalises by its own share of the batch (often one image), so
+    ``--norm batch`` would behave as if the batch were ``world_size`` times smaller. PyTorch syncs
+    batch norm between GPUs only; on CPU processes the statistics stay per process, with a warning.
+    The parameters and buffers are reused, so optimizers and checkpoints are unaffected.
+    """
+    has_batch_norm = any(
+        isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for network in networks.values()
+        for module in network.modules()
+    )
+    if not context.is_distributed or not has_batch_norm:
+        return networks
+    if device.type != "cuda":
+        if context.is_main:
+            logger.warning(
+                "--norm batch on %d CPU processes: batch statistics stay per process "
+                "(PyTorch synchronises batch norm between GPUs only)",
+                context.world_size,
+            )
+        return networks
+    return {name: nn.SyncBatchNorm.convert_sync_batchnorm(network) for name, network in networks.items()}

@@ -13,6 +13,7 @@ DEMO_SCHEDULE := --n_epochs 10 --n_epochs_decay 10 --save_epoch_freq 5
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c "import shutil; free = shutil.disk_usage('.').free / 1e9; free < 8 and print(f'WARNING: {free:.1f} GB free here; the environment needs about 7 GB')"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

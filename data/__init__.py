@@ -6,6 +6,7 @@ A new dataset is one new file; it declares its own flags in ``modify_commandline
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def create_dataloader(
     GPU from pinned memory.
     """
     shuffle = opt.is_train and not opt.serial_batches
+    # The --cache pages reach the workers only through fork; other start methods (the default
+    # from Python 3.14) would pickle a copy of the whole cache into every worker.
+    fork_shares_cache = bool(dataset.cache) and "fork" in multiprocessing.get_all_start_methods()
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=opt.seed, rank=opt.rank, world_size=opt.world_size)
     loader = DataLoader(
         dataset,
@@ -62,6 +66,7 @@ def create_dataloader(
         pin_memory=device.type == "cuda",
         drop_last=opt.is_train and len(sampler) >= opt.batch_size,
         persistent_workers=opt.num_threads > 0,
+        multiprocessing_context="fork" if fork_shares_cache and opt.num_threads > 0 else None,
         # A private generator keeps the loader from consuming the global torch RNG, whose
         # state belongs to the model (dropout) and is saved with each checkpoint.
         generator=torch.Generator(),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data import base_dataset, create_dataset
+from data import base_dataset, create_dataloader, create_dataset
 from tests.helpers import dataset_options
 
 
@@ -40,3 +40,11 @@ def test_cache_is_skipped_with_a_warning_when_memory_is_short(
     assert dataset.cache == {}
     assert "--cache ignored" in caplog.text
     assert dataset[(0, 1)]["A"].shape[0] == 1  # still loads, from disk
+
+
+def test_workers_of_a_cached_dataset_are_forked_so_they_share_its_pages(small_root: Path) -> None:
+    cached = create_dataset(dataset_options(small_root, "--cache", "--num_threads", "2"))
+    loader, _ = create_dataloader(cached, cached.opt, torch.device("cpu"))
+    assert loader.multiprocessing_context.get_start_method() == "fork"
+    plain = create_dataset(dataset_options(small_root, "--num_threads", "2"))
+    assert create_dataloader(plain, plain.opt, torch.device("cpu"))[0].multiprocessing_context is None

@@ -243,7 +243,7 @@ def _apply_colormap(indices: np.ndarray, colormap: np.ndarray | None, name: str)
 
 
 def _min_is_white_to_min_is_black(array: np.ndarray, bits: int, name: str) -> np.ndarray:
-    """Gray stored with 0 as white (some scanners and fax-style bilevel files) -> 0 as black, in place of dtype.
+    """Gray stored with 0 as white (some scanners and fax-style bilevel files) -> 0 as black, in the same dtype.
 
     tifffile returns the stored values; without this a nucleus image would load as its negative.
     Only the gray sample is flipped: an alpha sample keeps its meaning.

@@ -22,6 +22,7 @@ import numpy as np
 
 from util.atomic import write_text_atomic
 from util.errors import DatasetError
+from util.grid import window_starts
 
 MANIFEST_NAME = "manifest.csv"
 #: Settings a preparation script used, for whoever reads the prepared data later (e.g. colorize.py).
@@ -58,22 +59,13 @@ def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
 def grid_boxes(height: int, width: int, size: int, stride: int) -> Iterator[tuple[int, int]]:
     """Top-left corners (y, x) of ``size`` x ``size`` crops on a grid of step ``stride`` inside the image.
 
-    The last row and column are moved to end at the border, so the whole image is covered
-    without padding (the last crops overlap their neighbours when the size does not divide).
+    The last row and column are moved to end at the border (:func:`util.grid.window_starts`), so
+    the whole image is covered without padding. An image smaller than a crop gives none.
     """
-    if size < 1 or stride < 1:
-        raise ValueError(f"size and stride must be positive, got {size} and {stride}")
     if height < size or width < size:
         return
-
-    def starts(length: int) -> list[int]:
-        positions = list(range(0, length - size + 1, stride))
-        if positions[-1] != length - size:
-            positions.append(length - size)
-        return positions
-
-    for y in starts(height):
-        for x in starts(width):
+    for y in window_starts(height, size, stride):
+        for x in window_starts(width, size, stride):
             yield y, x
 
 

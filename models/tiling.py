@@ -20,13 +20,14 @@ accumulators cover one band (tile height x image width), not the image.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
+
+from util.grid import window_starts
 
 
 class GlobalStatisticsInstanceNorm(nn.Module):
@@ -84,15 +85,6 @@ def statistics_mode(layers: list[GlobalStatisticsInstanceNorm], mode: str) -> It
             layer.mode = "tile"
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels overlapping by at least ``overlap``, covering ``length``."""
-    if tile >= length:
-        return [0]
-    step = tile - overlap
-    count = math.ceil((length - tile) / step) + 1
-    return [min(index * step, length - tile) for index in range(count)]
-
-
 def blend_ramp(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
     """(size,) float32 weights: 1 inside, a raised-cosine ramp over ``ramp`` pixels at the faded ends.
 
@@ -142,7 +134,8 @@ class TiledColorizer:
 
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """(y, x, tile height, tile width) of every tile, row by row."""
-        rows, columns = tile_starts(height, self.tile, self.overlap), tile_starts(width, self.tile, self.overlap)
+        step = self.tile - self.overlap
+        rows, columns = window_starts(height, self.tile, step), window_starts(width, self.tile, step)
         return [(y, x, min(self.tile, height), min(self.tile, width)) for y in rows for x in columns]
 
     @torch.no_grad()

@@ -14,7 +14,8 @@ import torch
 from data.intensity import IntensityNormalisation
 from data.transforms import normalize, to_tensor, to_uint8_image
 from models import networks
-from models.tiling import TiledColorizer, blend_ramp, tile_starts
+from models.tiling import TiledColorizer, blend_ramp
+from util.grid import window_starts
 
 SOURCE = Path(__file__).resolve().parents[2] / "datasets" / "sources" / "fluo_nuclei_dsb2018" / "image.tif"
 
@@ -73,14 +74,14 @@ def test_whole_image_statistics_follow_the_untiled_output_and_leave_no_seam(real
     error_image = np.abs(image_statistics.astype(int) - reference)[:, :200].mean()
     error_tile = np.abs(tile_statistics.astype(int) - reference)[:, :200].mean()
     assert error_image < 0.6 * error_tile
-    starts = tile_starts(512, 128, 32)
+    starts = window_starts(512, 128, 128 - 32)
     edges = [x - 1 for x in starts[1:]] + [x + 127 for x in starts[:-1]]
     assert abs(seam_jump(image_statistics, edges)) < 1.0  # grey levels: no visible step at tile borders
 
 
 def test_tiles_cover_the_image_and_windows_stay_positive() -> None:
-    assert tile_starts(100, 128, 16) == [0]
-    starts = tile_starts(517, 128, 32)
+    assert window_starts(100, 128, 128 - 16) == [0]
+    starts = window_starts(517, 128, 128 - 32)
     assert starts[0] == 0 and starts[-1] == 517 - 128 and all(b - a <= 96 for a, b in itertools.pairwise(starts))
     ramp = blend_ramp(128, 32, fade_start=True, fade_end=False)
     assert ramp.min() > 0 and ramp[-1] == 1.0 and np.all(np.diff(ramp[:32]) > 0)

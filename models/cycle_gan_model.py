@@ -161,8 +161,9 @@ class CycleGANModel(BaseModel):
         with self.autocast():
             loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
             loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
-        if self.should_step(loss_D_A + loss_D_B):
-            self.scaler.scale(loss_D_A + loss_D_B).backward()
+            loss_D = loss_D_A + loss_D_B
+        if self.should_step(loss_D):
+            self.scaler.scale(loss_D).backward()
             self.scaler.step(self.optimizers["D"])
         self.scaler.update()
         self.losses.update(D_A=loss_D_A.detach(), D_B=loss_D_B.detach())

@@ -11,8 +11,6 @@ masks (0/255). Test crops come from image regions that no training crop touches.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import shutil
 import sys
@@ -25,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data.image_io import read_array, write_image
 from data.intensity import IntensityNormalisation
-from data.preparation import write_settings
-from util.atomic import write_text_atomic
+from data.preparation import write_manifest, write_settings
 from util.cli import run_script
 from util.errors import DatasetError
 from util.log import setup_logging
@@ -103,11 +100,7 @@ def build_demo_dataset(
                 {"split": split, "domain": domain, "file": name, "top": row, "left": column, "size": crop_size}
             )
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["split", "domain", "file", "top", "left", "size"])
-    writer.writeheader()
-    writer.writerows(manifest)
-    write_text_atomic(output / "manifest.csv", buffer.getvalue())
+    write_manifest(output, ["split", "domain", "file", "top", "left", "size"], manifest)
     write_settings(output, {"command": "make_demo_dataset", "normalisation": FLUORESCENCE_NORMALISATION.to_dict()})
     return {folder: len(list((output / folder).glob("*.png"))) for folder in FOLDERS}
 

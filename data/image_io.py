@@ -158,7 +158,11 @@ def read_mask_values(path: str | os.PathLike) -> np.ndarray:
     Not rescaled (``read_image`` would stretch 0/1 or 16-bit labels by their range); an alpha
     channel is dropped and colour masks keep, per pixel, the largest channel.
     """
-    array = read_array(path)
+    return mask_values_from_array(read_array(path), path)
+
+
+def mask_values_from_array(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """:func:`read_mask_values` of pixels already read by :func:`read_array` from ``path`` (named in errors)."""
     if not np.isfinite(array).all():
         raise ImageReadError(
             f"mask {path} contains NaN or infinite values, which are neither foreground nor background"

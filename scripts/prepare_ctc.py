@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from data.image_io import decode_array, write_image
+from data.image_io import decode_array, mask_values_from_array, write_image
 from data.intensity import IntensityNormalisation
 from data.preparation import grid_boxes, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, positive_int
@@ -207,7 +207,7 @@ def load_frame(
             f"{where}: the segmentation {frame.truth} is {labels.shape[1]}x{labels.shape[0]} but the frame is "
             f"{raw.shape[1]}x{raw.shape[0]}; the dataset is damaged or the files do not belong together"
         )
-    foreground = (labels.max(axis=2) if labels.ndim == 3 else labels) > 0
+    foreground = mask_values_from_array(labels, f"{archive.location}/{frame.truth}") > 0
     return normalisation.apply(raw), np.where(foreground, 255, 0).astype(np.uint8)
 
 

@@ -133,6 +133,17 @@ def test_truth_of_another_size_names_the_frame_and_writes_nothing(
     assert not list(tmp_path.glob(".A.*"))  # no half-written staging folder is left behind
 
 
+def test_truth_with_nan_is_refused_naming_the_file(ctc: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    damaged = tmp_path / NAME
+    shutil.copytree(ctc, damaged)
+    labels = tifffile.imread(damaged / "01_ST" / "SEG" / "man_seg000.tif").astype(np.float32)
+    labels[3, 4] = np.nan
+    tifffile.imwrite(damaged / "01_ST" / "SEG" / "man_seg000.tif", labels)
+    assert main([str(damaged), "--output", str(tmp_path / "A"), "--truth", "silver"]) == 1
+    assert "01_ST/SEG/man_seg000.tif contains NaN or infinite values" in caplog.text
+    assert not (tmp_path / "A").exists()
+
+
 def test_an_output_that_holds_data_is_refused_unless_overwrite(
     ctc: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -94,7 +94,7 @@ def find_inputs(pattern: str) -> list[Path]:
 
 def read_pages(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(output stem, pixels) of every image in ``path``, read one at a time: one for most files, one per
-    page of a TIFF stack. TIFF mosaics of any size are read (the reader's pixel limit is lifted)."""
+    page of a TIFF stack. Mosaics of any size are read (the reader's pixel limit is lifted)."""
     count = page_count(path)
     for index in range(count):
         stem = path.stem if count == 1 else f"{path.stem}_p{index:03d}"

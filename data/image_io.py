@@ -7,9 +7,11 @@ Every image enters through :func:`read_image`: PNG, JPEG, BMP or TIFF; 1-bit, 8-
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,12 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 # Pillow modes that carry colour in a form other than RGB; they are converted on reading.
 _PILLOW_TO_RGB_MODES = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
-#: Pillow refuses images above this many pixels as decompression bombs; TIFFs get the same
-#: limit by default, so that a corrupt header declaring a huge image fails at once instead of
-#: allocating gigabytes and decoding for minutes. colorize.py lifts it for TIFF mosaics.
+#: Images above this many pixels are refused by default, whatever their format: Pillow's
+#: decompression-bomb limit, so that a corrupt header declaring a huge image fails at once instead
+#: of allocating gigabytes and decoding for minutes. colorize.py and prepare_slide.py lift it.
 MAX_PIXELS = 2 * 89_478_485
+#: The most samples per pixel an image can have here: CMYK plus alpha.
+_MAX_SAMPLES = 5
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -48,8 +52,8 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
 def read_array(path: str | os.PathLike, page: int = 0, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """The pixels of ``path`` as stored: (H, W) or (H, W, C) with C in 1..4, dtype unchanged.
 
-    ``page`` chooses the page of a multi-page TIFF (see :func:`page_count`). A TIFF page larger
-    than ``max_pixels`` is refused (None: no limit; other formats keep Pillow's limit). Raises
+    ``page`` chooses the page of a multi-page TIFF (see :func:`page_count`). An image larger than
+    ``max_pixels`` is refused before it is decoded (None: no limit, for mosaics and scans). Raises
     :class:`ImageReadError` naming the file if it is missing, corrupt, truncated, empty or not an image.
     """
     path = Path(path)
@@ -84,7 +88,7 @@ def _decode(source: Path | io.BytesIO, name: str, page: int = 0, max_pixels: int
         is_tiff = Path(name).suffix.lower() in TIFF_EXTENSIONS
         if page and not is_tiff:
             raise ImageReadError(f"image {name} has one page only; page {page} was asked for")
-        array = _read_tiff(source, name, page, max_pixels) if is_tiff else _read_with_pillow(source)
+        array = _read_tiff(source, name, page, max_pixels) if is_tiff else _read_with_pillow(source, name, max_pixels)
     except ImageReadError:
         raise
     except Exception as error:  # every decoder failure becomes one clear message
@@ -222,11 +226,12 @@ def _check_tiff_page(page: tifffile.TiffPage, name: str, max_pixels: int | None)
     """
     if 0 in page.shape:
         raise ImageReadError(f"image {name} is empty (size {page.imagewidth}x{page.imagelength})")
-    if max_pixels is not None and math.prod(page.shape) > max_pixels:
+    if page.samplesperpixel > _MAX_SAMPLES:
         raise ImageReadError(
-            f"TIFF file {name} declares an image of shape {page.shape}, more than {max_pixels} pixels; "
-            "its header is corrupt or the image is too large to read whole"
+            f"TIFF file {name} declares {page.samplesperpixel} samples per pixel; an image has at most "
+            f"{_MAX_SAMPLES} (CMYK and alpha). The header is corrupt or the file is not an image."
         )
+    _check_pixel_count(page.imagewidth, page.imagelength * page.imagedepth, name, max_pixels)
     expected = math.prod(page.chunked)
     found = min(len(page.dataoffsets), len(page.databytecounts))
     if found < expected:
@@ -281,8 +286,28 @@ def _cmyk_to_rgb(array: np.ndarray, inkset: int, name: str) -> np.ndarray:
     return np.concatenate([rgb.astype(array.dtype), array[:, :, 4:]], axis=2)
 
 
-def _read_with_pillow(source: Path | io.BytesIO) -> np.ndarray:
-    with Image.open(source) as image:
+def _check_pixel_count(width: int, height: int, name: str, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"image {name} declares {width}x{height} pixels, more than {max_pixels}; its header is corrupt "
+            "or the image is too large to read whole"
+        )
+
+
+@contextlib.contextmanager
+def _pillow_limit_lifted() -> Iterator[None]:
+    """Pillow's own pixel limit off for one read (:func:`_check_pixel_count` applies ``max_pixels`` instead)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _read_with_pillow(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> np.ndarray:
+    with _pillow_limit_lifted(), Image.open(source) as image:  # opening reads only the header
+        _check_pixel_count(image.width, image.height, name, max_pixels)
         image.load()  # decode now, so that a truncated file fails here, naming the file
         if image.mode in _PILLOW_TO_RGB_MODES:
             has_alpha = image.mode in {"PA", "RGBa"} or "transparency" in image.info

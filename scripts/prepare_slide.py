@@ -31,7 +31,6 @@ from typing import Any
 import cv2
 import numpy as np
 import openslide
-from PIL import Image
 from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
@@ -194,17 +193,13 @@ class PlainImageReader(SlideReader):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.format = f"plain image ({self.path.suffix.lower().lstrip('.') or 'no extension'})"
-        limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # a large scan is expected here, not a decompression bomb
         try:
-            array = read_array(self.path)
+            array = read_array(self.path, max_pixels=None)  # a large scan is expected here, not a decompression bomb
         except ImageReadError as error:
             raise DatasetError(
                 f"{self.path} is neither a whole-slide image that OpenSlide can open nor a readable PNG, JPEG or "
                 f"TIFF ({error}); check the file, or convert it to a tiled pyramidal TIFF"
             ) from error
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
         self._pixels = _as_rgb8(array, self.path)
         height, width = self._pixels.shape[:2]
         self.level_dimensions = ((width, height),)

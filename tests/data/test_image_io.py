@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,10 +187,28 @@ def test_pages_of_a_tiff_stack_are_read_one_by_one_and_counted(tmp_path: Path) -
     assert page_count(tmp_path / "flat.png") == 1
 
 
-def test_the_pixel_limit_refuses_large_tiffs_unless_lifted(tmp_path: Path) -> None:
-    tifffile.imwrite(tmp_path / "mosaic.tif", np.ones((20, 30), np.uint16))
-    with pytest.raises(
-        ImageReadError, match=r"mosaic\.tif declares an image of shape \(20, 30\), more than 500 pixels"
-    ):
-        read_array(tmp_path / "mosaic.tif", max_pixels=500)
-    assert read_array(tmp_path / "mosaic.tif", max_pixels=None).shape == (20, 30)
+@pytest.mark.parametrize("name", ["mosaic.tif", "mosaic.png", "mosaic.jpg"])
+def test_the_pixel_limit_refuses_large_images_of_any_format_unless_lifted(tmp_path: Path, name: str) -> None:
+    """The limit counts pixels (an RGB image of 600 pixels passes a limit of 600), the same for every format."""
+    write_image(tmp_path / name, np.full((20, 30, 3), 90, np.uint8))
+    with pytest.raises(ImageReadError, match=re.escape(f"{name} declares 30x20 pixels, more than 599")):
+        read_array(tmp_path / name, max_pixels=599)
+    assert read_array(tmp_path / name, max_pixels=600).shape == (20, 30, 3)
+    assert read_array(tmp_path / name, max_pixels=None).shape == (20, 30, 3)
+
+
+def test_pillow_s_own_limit_is_lifted_only_while_an_unlimited_image_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_image(tmp_path / "scan.png", np.zeros((40, 50), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if the scan were a gigapixel one
+    assert read_array(tmp_path / "scan.png", max_pixels=None).shape == (40, 50)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_a_tiff_declaring_more_samples_than_an_image_has_is_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(
+        tmp_path / "bands.tif", np.zeros((8, 8, 6), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
+    with pytest.raises(ImageReadError, match=r"bands\.tif declares 6 samples per pixel"):
+        read_array(tmp_path / "bands.tif")

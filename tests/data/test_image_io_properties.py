@@ -434,7 +434,7 @@ def test_tiff_declaring_a_huge_image_is_refused_before_decoding(tmp_path: Path) 
     path = tmp_path / "huge.tif"
     path.write_bytes(data)
     assert _load_with_every_loader(path) is None
-    with pytest.raises(ImageReadError, match=r"huge\.tif declares an image of shape \(4000000000, 5\)"):
+    with pytest.raises(ImageReadError, match=r"huge\.tif declares 5x4000000000 pixels, more than"):
         read_array(path)
 
 

@@ -18,11 +18,15 @@ NETWORKS = ("G_A", "G_B", "D_A", "D_B")
 
 
 def complete_epoch(experiment: Path) -> int:
-    """The epoch a resume must start after: the committed save if one was interrupted, else latest's."""
+    """The epoch a resume must start after: the committed save if one was interrupted, else latest's.
+
+    A committed save's ``latest`` state is still staged, or already moved into place if the kill
+    came after that move.
+    """
     staging = experiment / checkpoint.STAGING_FOLDER
-    if (staging / checkpoint.COMMIT_LIST).is_file():
-        return checkpoint.load_file(staging / "latest_training_state.pth")["epoch"]
     state = checkpoint.training_state_path(experiment, "latest")
+    if (staging / checkpoint.COMMIT_LIST).is_file() and (staging / state.name).is_file():
+        state = staging / state.name
     return checkpoint.load_file(state)["epoch"] if state.is_file() else 0
 
 

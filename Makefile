@@ -8,7 +8,7 @@ DEMO_NAME ?= demo
 DEMO_MODEL := --model seg_cycle_gan --netG resnet_6blocks --ngf 16 --ndf 16
 DEMO_SCHEDULE := --n_epochs 10 --n_epochs_decay 10 --save_epoch_freq 5
 
-.PHONY: demo test setup dataset
+.PHONY: demo test setup dataset results
 
 setup: $(VENV)/.installed
 
@@ -37,3 +37,8 @@ demo: dataset
 
 test: setup
 	$(BIN)/python -m pytest -n 2
+
+# The README's results table and image grid: every configuration of the ablation, two seeds each
+# (about 40 minutes on two CPU cores); runs already evaluated are not redone.
+results: dataset
+	$(BIN)/python scripts/ablation.py

@@ -4,7 +4,9 @@
 
 writes ``results/<name>/test_<epoch>/images/<image>_<visual>.png`` (``real_A``, ``fake_B``,
 ``rec_A``, ...) and an ``index.html`` per epoch, plus ``results/<name>/index.html`` linking
-them. The model, data folder and architecture are read from the experiment's checkpoints.
+them. When the dataset has a validation split (``<dataroot>/valA``), its images are translated
+too, into ``val_<epoch>``: Stain_Evaluation chooses the epoch on them, never on the test images.
+The model, data folder and architecture are read from the experiment's checkpoints.
 """
 
 from __future__ import annotations
@@ -48,20 +50,31 @@ def run_test(opt: argparse.Namespace) -> list[Path]:
     seed_everything(opt.seed, opt.deterministic)
     experiment = Path(opt.checkpoints_dir) / opt.name
     labels = epochs_to_test(experiment, opt.epoch)
-    dataset = create_dataset(opt)
     model = create_model(opt)
     model.setup()
-    loader, _ = create_dataloader(dataset, opt, model.device)
+    loaders = {}
+    for phase in phases_to_translate(opt):
+        phase_opt = argparse.Namespace(**{**vars(opt), "phase": phase})
+        loaders[phase], _ = create_dataloader(create_dataset(phase_opt), phase_opt, model.device)
     results = Path(opt.results_dir) / opt.name
     pages = []
     for label in progress_bar(labels, desc="epochs", unit="epoch", disable=len(labels) == 1):
         model.load_networks(label)
         if opt.eval:
             model.eval_mode()
-        pages.append(translate_epoch(model, loader, results / f"{opt.phase}_{label}", label, opt))
+        for phase, loader in loaders.items():
+            pages.append(translate_epoch(model, loader, results / f"{phase}_{label}", f"{label} ({phase})", opt))
     index = write_index(results, opt.name)
     logger.info("results: %s (epochs %s)", index, ", ".join(labels))
     return pages
+
+
+def phases_to_translate(opt: argparse.Namespace) -> list[str]:
+    """``--phase``, preceded by ``val`` when it is the default ``test`` and the dataset has a ``valA``."""
+    side = "A" if opt.direction == "AtoB" else "B"
+    if opt.phase == "test" and (Path(opt.dataroot) / f"val{side}").is_dir():
+        return ["val", "test"]
+    return [opt.phase]
 
 
 def translate_epoch(model: BaseModel, loader: DataLoader, output: Path, label: str, opt: argparse.Namespace) -> Path:

@@ -46,6 +46,7 @@ def train(opt: argparse.Namespace) -> Path:
     seed_everything(opt.seed, opt.deterministic)
     dataset = create_dataset(opt)
     model = create_model(opt)
+    model.calibrate(dataset)
     context = model.context
     distributed.init_process_group(context, model.device)
     try:

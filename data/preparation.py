@@ -69,13 +69,23 @@ def grid_boxes(height: int, width: int, size: int, stride: int) -> Iterator[tupl
             yield y, x
 
 
-def seeded_split(count: int, test_fraction: float, seed: int) -> np.ndarray:
-    """A bool array (count,) that marks ``round(count * test_fraction)`` items as test, drawn from ``seed``."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    is_test = np.zeros(count, bool)
-    is_test[np.random.default_rng(seed).permutation(count)[: round(count * test_fraction)]] = True
-    return is_test
+def seeded_split(count: int, test_fraction: float, seed: int, val_fraction: float = 0.0) -> np.ndarray:
+    """``"train"``, ``"val"`` or ``"test"`` for each of ``count`` items (a (count,) str array), drawn from ``seed``.
+
+    ``round(count * test_fraction)`` items are test and ``round(count * val_fraction)`` validation;
+    the test items do not depend on ``val_fraction``, so adding a validation split to a recipe
+    keeps its test set.
+    """
+    if not (0.0 <= test_fraction < 1.0 and 0.0 <= val_fraction < 1.0 and test_fraction + val_fraction < 1.0):
+        raise ValueError(
+            f"test_fraction and val_fraction must be in [0, 1) with a sum below 1, got {test_fraction}, {val_fraction}"
+        )
+    order = np.random.default_rng(seed).permutation(count)
+    test, val = round(count * test_fraction), round(count * val_fraction)
+    splits = np.full(count, "train", dtype="<U5")
+    splits[order[:test]] = "test"
+    splits[order[test : test + val]] = "val"
+    return splits
 
 
 def write_manifest(output: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:

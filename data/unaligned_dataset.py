@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from data.base_dataset import BaseDataset
+from data.image_io import image_from_array
 
 
 class UnalignedDataset(BaseDataset):
@@ -46,6 +47,11 @@ class UnalignedDataset(BaseDataset):
         item = self.load_source(path_A, rng)
         image_B, _ = self.load_image(path_B, self.opt.output_nc, rng)
         return {**item, "B": image_B, "B_paths": str(path_B)}
+
+    def target_images(self) -> list[np.ndarray]:
+        """Every target-domain image, whole and unaugmented, as (H, W, 3) uint8: what a model calibrates
+        its statistics of the target domain on (e.g. the stain model of ``seg_cycle_gan``)."""
+        return [np.rint(image_from_array(self.read(path), 3, path) * 255.0).astype(np.uint8) for path in self.paths_B]
 
     def load_source(self, path: Path, rng: np.random.Generator) -> dict[str, Any]:
         """The source-domain part of an item (``A``, ``A_paths``); subclasses add what travels with it."""

@@ -1,14 +1,26 @@
-"""Score every tested epoch of an experiment against real H&E, beside two baselines, and pick the best epoch.
+"""Score every translated epoch of an experiment for realism and faithfulness, choose one on the
+validation split, and report its test numbers beside the baselines.
 
     python evaluation/Stain_Evaluation.py --results_dir results/demo --dataroot datasets/demo
 
-Reads the ``test_<epoch>`` folders written by ``test.py --epoch all``: each ``<image>_fake_B.png``
-with its ``<image>_real_A.png`` and, when ``<dataroot>/testA_GT`` has it, the nucleus mask. The
-real target distribution is ``<dataroot>/testB`` (or ``--reference_dir``). Two baselines computed
-from the inputs alone are scored the same way: the gray input itself, and the Beer-Lambert
-false-colour H&E of Giacomelli et al. 2016. Writes ``scores.csv``, ``scores.json``,
-``per_image.csv``, ``metrics_vs_epoch.png`` and ``report.html`` into ``--out``
-(default ``<results_dir>/evaluation``).
+Reads the ``val_<epoch>`` and ``test_<epoch>`` folders written by ``test.py --epoch all``: each
+``<image>_fake_B.png`` with its ``<image>_real_A.png`` and, from ``<dataroot>/<split>A_GT``, its
+nucleus mask. Two axes, never averaged into one number:
+
+- realism: how close the colours are to real H&E (``<dataroot>/valB`` or ``testB``), globally and
+  region by region (nuclei against real nuclei, the rest against real tissue);
+- faithfulness: whether the nuclei of the stain are the mask's (object F1), whether it invents
+  nuclei, and whether its lightness follows the input's.
+
+The epoch kept is the most realistic among those that pass the faithfulness guards, chosen on
+the validation split; only that epoch is then scored on the test split (when none passes, the
+closest one, marked as failing, for comparison). Baselines (gray input,
+Beer-Lambert, a quantile lookup table fit on the training folders) and a sanity row (real H&E
+tiles that ignore the input, which must fail the guards) are scored on both splits. The stain
+model that says which colours are nuclear is estimated from ``<dataroot>/trainB`` (the stain the
+model was asked to learn). Writes ``scores.csv``, ``scores.json``, ``per_image.csv``,
+``selection.json``, ``metrics_vs_epoch.png``, ``realism_vs_faithfulness.png`` and ``report.html``
+into ``--out`` (default ``<results_dir>/evaluation``).
 """
 
 from __future__ import annotations
@@ -25,12 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 import numpy as np
 
-from evaluation import inception, metrics, report, scoring
-from util.arg_types import positive_int
+from evaluation import inception, report, scoring, selection
+from util.arg_types import float_in_range, positive_int
+from util.atomic import write_text_atomic
 from util.cli import run_script
 from util.errors import EvaluationError
 from util.log import setup_logging
 from util.progress import progress_bar
+from util.stain import StainEstimationError, StainModel, estimate_stain_model
 
 logger = logging.getLogger("Stain_Evaluation")
 
@@ -50,12 +64,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataroot",
         type=Path,
         default=None,
-        help="dataset folder with testA_GT and testB (default: the one test.py used, from test_opt.json)",
+        help="dataset folder with valA_GT, valB, testA_GT, testB, trainA, trainB (default: the one test.py used)",
     )
     parser.add_argument(
-        "--reference_dir", type=Path, default=None, help="real H&E tiles to compare with (default <dataroot>/testB)"
+        "--reference_dir", type=Path, default=None, help="real H&E of the test split (default <dataroot>/testB)"
+    )
+    parser.add_argument(
+        "--val_reference_dir",
+        type=Path,
+        default=None,
+        help="real H&E of the validation split (default <dataroot>/valB)",
+    )
+    parser.add_argument(
+        "--stain_reference",
+        type=Path,
+        default=None,
+        help="real H&E the stain model is estimated from (default <dataroot>/trainB, else the validation reference)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <results_dir>/evaluation)")
+    guards = parser.add_argument_group("faithfulness guards (an epoch must pass all to be chosen)")
+    defaults = selection.Guards()
+    guards.add_argument(
+        "--guard_f1_margin",
+        type=float_in_range(0.0, 1.0, include_minimum=True),
+        default=defaults.f1_margin,
+        help="nucleus F1 at least the Beer-Lambert baseline's minus this",
+    )
+    guards.add_argument(
+        "--max_invented_area",
+        type=float_in_range(0.0, 1.0, include_minimum=True),
+        default=defaults.max_invented_area,
+        help="invented nucleus area at most this fraction of the image",
+    )
+    guards.add_argument(
+        "--min_structure",
+        type=float_in_range(-1.0, 1.0, include_minimum=True),
+        default=defaults.min_structure,
+        help="structure rank correlation (input vs output lightness) at least this",
+    )
+    guards.add_argument(
+        "--select_by",
+        choices=selection.REALISM_CHOICES,
+        default=selection.DEFAULT_REALISM,
+        help="realism metric that ranks the epochs passing the guards",
+    )
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -69,31 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{inception.WEIGHTS_NAME} (from {inception.WEIGHTS_URL}): adds FID and KID; without it they are skipped",
     )
     parser.add_argument(
-        "--gpu_ids", default="auto", help="device of the Inception network: auto, -1 for the CPU, or a GPU index"
+        "--min_inception_images",
+        type=positive_int,
+        default=inception.MIN_IMAGES,
+        help="FID/KID are computed only when both sides have at least this many images",
     )
     parser.add_argument(
-        "--weights",
-        default="",
-        help="composite weights as name=value pairs, e.g. 'dice=3,ssim=0.5'; defaults: "
-        + ", ".join(f"{name}={value:g}" for name, value in scoring.DEFAULT_WEIGHTS.items()),
+        "--gpu_ids", default="auto", help="device of the Inception network: auto, -1 for the CPU, or a GPU index"
     )
     return parser
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """``'dice=3,ssim=0.5'`` on top of the default weights; unknown names or bad numbers are refused."""
-    weights = dict(scoring.DEFAULT_WEIGHTS)
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, value = item.partition("=")
-        if name not in weights:
-            raise EvaluationError(f"--weights: unknown metric {name!r}; valid names: {', '.join(scoring.METRIC_NAMES)}")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise EvaluationError(f"--weights: {item!r} is not name=number") from None
-        if weights[name] < 0:
-            raise EvaluationError(f"--weights: {name} must be >= 0, got {value}")
-    return weights
 
 
 def resolve_dataroot(results_dir: Path, dataroot: Path | None) -> Path | None:
@@ -110,103 +146,230 @@ def resolve_dataroot(results_dir: Path, dataroot: Path | None) -> Path | None:
 
 
 def evaluate(args: argparse.Namespace) -> Path:
-    """Score, rank and report; return the path of ``report.html``."""
-    weights = parse_weights(args.weights)
+    """Score, choose and report; return the path of ``report.html``."""
+    guards = selection.Guards(args.guard_f1_margin, args.max_invented_area, args.min_structure)
     results_dir = Path(args.results_dir)
-    folders = scoring.epoch_folders(results_dir)
-    dataroot = resolve_dataroot(results_dir, args.dataroot)
-    reference_dir = args.reference_dir or (dataroot / "testB" if dataroot else None)
-    if reference_dir is None:
+    if not results_dir.is_dir():
         raise EvaluationError(
-            "no real H&E reference: pass --dataroot (with a testB folder) or --reference_dir <real H&E tiles>"
+            f"results folder {results_dir} does not exist; run python test.py --name <experiment> --epoch all first"
         )
-    reference = scoring.load_reference(reference_dir)
+    dataroot = resolve_dataroot(results_dir, args.dataroot)
+    notes: list[str] = []
+    choose_on, val_reference = choice_split(results_dir, dataroot, args.val_reference_dir, notes)
+    test_reference = args.reference_dir or (dataroot / "testB" if dataroot else None)
     extractor = None
     if args.inception_weights is not None:  # checked before the long scoring, not after it
         extractor = inception.InceptionFeatures(args.inception_weights, args.gpu_ids)
-    inputs = scoring.load_test_inputs(folders[0][1], scoring.mask_paths(dataroot))
-    notes = [f"Reference: {len(reference)} real H&E images from {reference_dir}."]
-    if not inputs.masks:
-        notes.append("No testA_GT masks found: nuclei Dice and IoU are not computed.")
-    if extractor is None:
-        notes.append(
-            f"FID/KID not computed: they need the Inception weights ({inception.WEIGHTS_NAME}); "
-            "pass --inception_weights PATH."
+    stain_model = load_stain_model(args.stain_reference, dataroot, val_reference or test_reference, notes)
+    references = {"val": val_reference, "test": test_reference}
+    if references[choose_on] is None:
+        raise EvaluationError(
+            "no real H&E reference: pass --dataroot (with valB and testB folders) or --reference_dir <real H&E tiles>"
         )
+    choice = scoring.load_split(
+        choose_on,
+        scoring.epoch_folders(results_dir, choose_on),
+        scoring.mask_paths(dataroot, choose_on),
+        references[choose_on],
+        stain_model,
+    )
+    fitted = scoring.fit_baselines(dataroot, stain_model, notes)
+    rows = score_epochs(choice, args.workers)
+    rows += score_baselines(choice, fitted)
+    picked = selection.select(rows, guards, args.select_by)
+    notes += picked.notes
+    splits = {choose_on: choice}
+    test_rows: list[scoring.Row] = []
+    label = picked.reported.label if picked.reported else None
+    if choose_on == "val" and label is not None:
+        test_rows = score_test(results_dir, dataroot, test_reference, stain_model, label, fitted, picked, notes, splits)
+    if extractor is not None:
+        add_inception_scores(rows + test_rows, extractor, splits, fitted, args.min_inception_images, notes)
     for note in notes:
         logger.info("%s", note)
 
-    folder_of = dict(folders)
-    reference_summary = metrics.summarise_colours(reference)
-    rows = score_epochs(folders, inputs, reference_summary, args.workers)
-    first_samples, _ = scoring.load_samples(folder_of[rows[0].label], inputs)
-    baseline_samples = {
-        name: scoring.baseline_samples(first_samples, colorize) for name, colorize in scoring.BASELINES.items()
-    }
-    rows += [scoring.score(name, samples, reference_summary, True) for name, samples in baseline_samples.items()]
-    if extractor is not None:
-        add_inception_scores(rows, extractor, reference, folder_of, inputs, baseline_samples)
-
-    scoring.rank(rows, weights)
-    best = scoring.best_epoch(rows)
     out = Path(args.out) if args.out else results_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    report.write_tables(rows, best, out)
-    report.plot_metrics(rows, best, out / "metrics_vs_epoch.png")
-    best_samples, _ = scoring.load_samples(folder_of[best.label], inputs)
-    page = report.write_html(rows, best, best_samples, reference, out, notes)
+    all_rows = rows + test_rows
+    report.write_tables(all_rows, picked, out)
+    write_selection(out / "selection.json", picked, stain_model, test_rows, notes)
+    report.plot_metrics(rows, picked, out / "metrics_vs_epoch.png")
+    report.plot_axes(rows, picked, out / "realism_vs_faithfulness.png")
+    page = report.write_html(all_rows, picked, splits, fitted, stain_model, out, notes)
 
-    print(report.format_table(rows, best))
-    winners = scoring.metric_winners(rows)
-    print("\nbest per metric: " + ", ".join(f"{name}: {label}" for name, label in winners.items()))
-    print(f"\nbest epoch: {best.label} (composite rank {best.composite:.2f}). {report.verdict(rows, best)}")
+    print(report.format_table(rows, picked, f"{choose_on} split"))
+    if test_rows:
+        print()
+        print(report.format_table(test_rows, picked, f"test split, epoch {label} and baselines"))
+    print(f"\n{picked.verdict()}")
     logger.info("report: %s", page)
     return page
 
 
-def score_epochs(
-    folders: list[tuple[str, Path]], inputs: scoring.SharedInputs, reference: metrics.ColourSummary, workers: int
-) -> list[scoring.Row]:
+def choice_split(
+    results_dir: Path, dataroot: Path | None, val_reference: Path | None, notes: list[str]
+) -> tuple[str, Path | None]:
+    """``("val", its reference)`` when the results and the data have a validation split; else the
+    documented fallback ``("test", None)`` with a note saying why and how to get one."""
+    val_folders = scoring.epoch_folders(results_dir, "val")
+    test_folders = scoring.epoch_folders(results_dir, "test")
+    if not val_folders and not test_folders:
+        raise EvaluationError(
+            f"no val_<epoch>/images/*_fake_B.png or test_<epoch>/images/*_fake_B.png in {results_dir}; "
+            "run python test.py --name <experiment> --epoch all first"
+        )
+    reference = val_reference or (dataroot / "valB" if dataroot and (dataroot / "valB").is_dir() else None)
+    if val_folders and reference is not None:
+        if dataroot is None or not (dataroot / "valA_GT").is_dir():
+            notes.append("The validation split has no masks (valA_GT): the nucleus guards cannot be checked on it.")
+        return "val", reference
+    if not val_folders and dataroot is not None and (dataroot / "valA").is_dir():
+        why = f"{results_dir} has no val_<epoch> folders; run python test.py --name <experiment> --epoch all again"
+    elif val_folders:
+        why = "the dataset has no valB folder of real H&E; pass --val_reference_dir"
+    else:
+        why = "the dataset has no validation split (valA, valA_GT, valB); rebuild it with a preparation script"
+    notes.append(
+        f"CHOSEN ON THE TEST SPLIT: {why}. The chosen epoch's test numbers are then optimistic, "
+        "because the test data chose it."
+    )
+    logger.warning("no validation split: %s; the epoch is chosen on the test split", why)
+    return "test", None
+
+
+def load_stain_model(
+    explicit: Path | None, dataroot: Path | None, fallback: Path | None, notes: list[str]
+) -> StainModel:
+    """The stain model estimated from ``explicit``, ``<dataroot>/trainB`` or ``fallback`` (first that exists)."""
+    candidates = [explicit] if explicit is not None else [dataroot / "trainB" if dataroot else None, fallback]
+    folder = next((path for path in candidates if path is not None and Path(path).is_dir()), None)
+    if folder is None:
+        raise EvaluationError(
+            "no real H&E to estimate the stain model from: pass --dataroot (with trainB) or --stain_reference <tiles>"
+        )
+    tiles, _ = scoring.load_reference(folder, "stain reference")
+    try:
+        model = estimate_stain_model(tiles, str(folder))
+    except StainEstimationError as error:
+        raise EvaluationError(f"{error}; pass --stain_reference <real H&E tiles>") from None
+    notes.append(
+        f"Stain model from {model.source}: nuclear where hematoxylin - 3 x |residual| > "
+        f"{model.nucleus_threshold:.3f} OD."
+    )
+    return model
+
+
+def score_epochs(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
     """The rows of every epoch that has an image to score, with a progress bar and what was skipped logged."""
     rows = []
-    epochs = scoring.score_epochs(folders, inputs, reference, workers)
-    for label, row, skipped in progress_bar(epochs, total=len(folders), desc="scoring epochs", unit="epoch"):
+    epochs = scoring.score_epochs(split.folders, split, workers)
+    desc = f"scoring {split.name} epochs"
+    for label, row, skipped in progress_bar(epochs, total=len(split.folders), desc=desc, unit="epoch"):
         for reason, stems in skipped.items():
             what = (
-                f"images {reason}, scored without Dice/IoU"
+                f"images {reason}, scored without the nucleus metrics"
                 if reason == "without a mask"
                 else f"images skipped ({reason})"
             )
-            logger.warning("epoch %s: %d %s: %s", label, len(stems), what, ", ".join(stems[:10]))
+            logger.warning("%s epoch %s: %d %s: %s", split.name, label, len(stems), what, ", ".join(stems[:10]))
         if row is None:
-            logger.warning("epoch %s: no image could be scored; left out", label)
+            logger.warning("%s epoch %s: no image could be scored; left out", split.name, label)
         else:
             rows.append(row)
     if not rows:
-        raise EvaluationError(f"no epoch in {folders[0][1].parent} has an image that could be scored")
+        raise EvaluationError(
+            f"no {split.name} epoch in {split.folders[0][1].parent} has an image that could be scored"
+        )
+    return rows
+
+
+def score_baselines(split: scoring.SplitData, fitted: scoring.FittedBaselines) -> list[scoring.Row]:
+    """The baseline and sanity rows of ``split``, on the inputs and masks of its first epoch folder."""
+    samples, _ = scoring.load_samples(split.folders[0][1], split)
+    return [
+        scoring.score(label, "sanity" if label == scoring.REAL_TILES else "baseline", colorized, split)
+        for label, colorized in fitted.colorizations(samples).items()
+    ]
+
+
+def score_test(
+    results_dir: Path,
+    dataroot: Path | None,
+    reference: Path | None,
+    stain_model: StainModel,
+    label: str,
+    fitted: scoring.FittedBaselines,
+    picked: selection.Selection,
+    notes: list[str],
+    splits: dict[str, scoring.SplitData],
+) -> list[scoring.Row]:
+    """The chosen epoch and the baselines on the test split (empty, with a note, when it cannot be scored)."""
+    folders = [item for item in scoring.epoch_folders(results_dir, "test") if item[0] == label]
+    if not folders or reference is None:
+        notes.append(f"No test_{label} folder or no test reference (testB): the chosen epoch has no test numbers.")
+        return []
+    split = scoring.load_split("test", folders, scoring.mask_paths(dataroot, "test"), reference, stain_model)
+    splits["test"] = split
+    row, _ = scoring.score_epoch(label, folders[0][1], split)
+    if row is None:
+        notes.append(f"No image of test_{label} could be scored: the chosen epoch has no test numbers.")
+        return []
+    rows = [row, *score_baselines(split, fitted)]
+    selection.mark_guards(rows, picked.guards)
     return rows
 
 
 def add_inception_scores(
     rows: list[scoring.Row],
     extractor: inception.InceptionFeatures,
-    reference: list[np.ndarray],
-    folder_of: dict[str, Path],
-    inputs: scoring.SharedInputs,
-    baseline_samples: dict[str, list[scoring.Sample]],
+    splits: dict[str, scoring.SplitData],
+    fitted: scoring.FittedBaselines,
+    min_images: int,
+    notes: list[str],
 ) -> None:
-    """Fill ``fid`` and ``kid`` of every row: Inception features of its colorizations against the reference's.
+    """Fill ``fid`` and ``kid`` of every row whose split has enough images on both sides; note the others."""
+    for name, split in splits.items():
+        split_rows = [row for row in rows if row.split == name]
+        samples, _ = scoring.load_samples(split.folders[0][1], split)
+        count = min(len(samples), len(split.reference))
+        if count < min_images:
+            notes.append(
+                f"FID/KID not computed on the {name} split: {len(samples)} colorized and {len(split.reference)} real "
+                f"images, at least {min_images} each needed (--min_inception_images)."
+            )
+            continue
+        reference = inception.FeatureSummary.of(extractor(split.reference, f"Inception: {name} reference"))
+        baseline_samples = fitted.colorizations(samples)
+        folder_of = dict(split.folders)
+        for row in progress_bar(split_rows, desc=f"FID/KID ({name})", unit="set"):
+            images = (
+                baseline_samples[row.label]
+                if not row.is_epoch
+                else scoring.load_samples(folder_of[row.label], split)[0]
+            )
+            features = extractor([sample.fake_B for sample in images], f"Inception: {row.label}")
+            row.scores.update(inception.inception_distances(inception.FeatureSummary.of(features), reference))
 
-    A baseline's images are in memory; an epoch's are read again from its folder.
-    """
-    reference_features = inception.FeatureSummary.of(extractor(reference, "Inception: reference"))
-    for row in progress_bar(rows, desc="FID/KID", unit="set"):
-        if row.is_baseline:
-            samples = baseline_samples[row.label]
-        else:
-            samples, _ = scoring.load_samples(folder_of[row.label], inputs)
-        features = extractor([sample.fake_B for sample in samples], f"Inception: {row.label}")
-        row.scores.update(inception.inception_distances(inception.FeatureSummary.of(features), reference_features))
+
+def write_selection(
+    path: Path, picked: selection.Selection, stain_model: StainModel, test_rows: list[scoring.Row], notes: list[str]
+) -> None:
+    """``selection.json``: the chosen epoch (what ``--epoch best`` loads), how it was chosen, and its test scores."""
+    record = {
+        "chosen": picked.chosen.label if picked.chosen else None,
+        "closest": picked.closest.label if picked.closest else None,
+        "chosen_on": picked.split,
+        "realism_metric": picked.realism_metric,
+        "guards": picked.guards.to_dict(),
+        "nucleus_f1_floor": None if not np.isfinite(picked.f1_floor) else picked.f1_floor,
+        "stain_model": stain_model.to_dict(),
+        "test_epoch": next((row.label for row in test_rows if row.is_epoch), None),
+        "test_scores": next(
+            ({k: report.json_value(v) for k, v in row.scores.items()} for row in test_rows if row.is_epoch), None
+        ),
+        "notes": notes,
+    }
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,10 @@ from util.progress import progress_bar
 
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
+#: Fewest images on each side for FID/KID to be reported. With 2048 features FID is biased for small
+#: sets (its covariance needs far more images than features) and KID's variance is large; below 50
+#: neither separates a good from a bad colorization, so they are left out with the reason.
+MIN_IMAGES = 50
 #: Parameters the file must hold, checked before the network is built.
 _REQUIRED_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")
 #: KID as torch-fidelity defines it: subsets, their largest size, the kernel, and the seed.

@@ -1,6 +1,7 @@
-"""Find the tested epochs of an experiment, pair their images, score them and the baselines, rank them.
+"""Find the translated epochs of an experiment, pair their images with inputs and masks, and score them.
 
-The pieces of ``Stain_Evaluation.py`` that compute; writing the report is :mod:`evaluation.report`.
+The pieces of ``Stain_Evaluation.py`` that compute; choosing an epoch is :mod:`evaluation.selection`,
+writing the report :mod:`evaluation.report`.
 """
 
 from __future__ import annotations
@@ -14,59 +15,67 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from data.image_io import decode_array, image_from_array, list_images, read_array, read_mask_values, to_unit_range
 from evaluation import baselines, metrics
 from util.errors import EvaluationError
+from util.stain import StainModel
 
 logger = logging.getLogger(__name__)
 
 
-#: Every metric of the table: (name, higher is better, what it measures).
-METRICS: tuple[tuple[str, bool, str], ...] = (
-    ("hsv_correlation", True, "HSV histogram correlation with the real H&E (1 = same colours)"),
-    ("lab_swd", False, "sliced Wasserstein distance of CIELAB colours to the real H&E"),
-    ("hematoxylin_w1", False, "Wasserstein distance of hematoxylin density to the real H&E"),
-    ("eosin_w1", False, "Wasserstein distance of eosin density to the real H&E"),
-    ("ssim", True, "structure kept: SSIM of gray(fake_B) with real_A"),
-    ("dice", True, "nuclei where the mask says: Dice of Otsu(darkness) with the GT"),
-    ("iou", True, "the same overlap as IoU"),
-    ("dice_hematoxylin", True, "Dice of Otsu(hematoxylin density) with the GT (secondary rule)"),
-    ("fid", False, "Frechet Inception distance to the real H&E (with --inception_weights)"),
-    ("kid", False, "kernel Inception distance to the real H&E (with --inception_weights)"),
-)
-METRIC_NAMES = tuple(name for name, _, _ in METRICS)
-HIGHER_IS_BETTER = {name: higher for name, higher, _ in METRICS}
-#: Metrics averaged over images (the others compare whole colour distributions).
-PER_IMAGE_METRICS = ("ssim", "dice", "iou", "dice_hematoxylin")
-#: Default weights of the composite score: nuclei fidelity counts once (dice), not three times, and
-#: Inception realism once (fid; kid measures the same and is reported beside it).
-DEFAULT_WEIGHTS = {
-    "hsv_correlation": 1.0,
-    "lab_swd": 1.0,
-    "hematoxylin_w1": 1.0,
-    "eosin_w1": 1.0,
-    "ssim": 1.0,
-    "dice": 2.0,
-    "iou": 0.0,
-    "dice_hematoxylin": 0.0,
-    "fid": 1.0,
-    "kid": 0.0,
-}
+@dataclass(frozen=True)
+class Metric:
+    """One column of the tables: its axis, direction, and what it measures (with its unit)."""
+
+    name: str
+    title: str
+    axis: str  # "realism" or "faithfulness"
+    higher_is_better: bool
+    meaning: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("lab_swd_regions", "colour distance by region", "realism", False,
+           "mean of the two region distances below (CIELAB units)"),
+    Metric("lab_swd_nuclei", "nuclei colour distance", "realism", False,
+           "sliced Wasserstein distance between the colours inside the masks and the colours of real nuclei (CIELAB units)"),
+    Metric("lab_swd_tissue", "tissue colour distance", "realism", False,
+           "the same between the colours outside the masks and real non-nuclear tissue (CIELAB units)"),
+    Metric("lab_swd", "colour distance", "realism", False,
+           "sliced Wasserstein distance of all CIELAB colours to the real H&E (CIELAB units)"),
+    Metric("hsv_correlation", "HSV histogram correlation", "realism", True,
+           "correlation of the HSV colour histograms with the real H&E (1 = the same colours)"),
+    Metric("hematoxylin_w1", "hematoxylin distance", "realism", False,
+           "Wasserstein distance of hematoxylin amounts to the real H&E (OD units, log10 absorbance)"),
+    Metric("eosin_w1", "eosin distance", "realism", False,
+           "Wasserstein distance of eosin amounts to the real H&E (OD units)"),
+    Metric("fid", "FID", "realism", False, "Frechet Inception distance to the real H&E (with --inception_weights)"),
+    Metric("kid", "KID", "realism", False, "kernel Inception distance to the real H&E (with --inception_weights)"),
+    Metric("nucleus_f1", "nucleus F1", "faithfulness", True,
+           "object-level F1 of the nuclei read off the stain (hematoxylin rule) against the mask's, matched at IoU > 0.5"),
+    Metric("nucleus_recall", "nucleus recall", "faithfulness", True, "share of the mask's nuclei stained as nuclei"),
+    Metric("nucleus_precision", "nucleus precision", "faithfulness", True,
+           "share of the stained nuclei that are the mask's"),
+    Metric("invented_area", "invented nucleus area", "faithfulness", False,
+           "nucleus-coloured area more than 2 px from every mask pixel, as a fraction of the image"),
+    Metric("structure_spearman", "structure (rank correlation)", "faithfulness", True,
+           "Spearman correlation of input and output lightness (1 = any increasing tone curve of the input)"),
+    Metric("dice", "nucleus pixel Dice", "faithfulness", True, "pixel Dice of the nucleus map with the mask"),
+)  # fmt: skip
+METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
+METRIC_NAMES = tuple(metric.name for metric in METRICS)
+#: Metrics with a bootstrap interval over images.
+PER_IMAGE_METRICS = ("nucleus_f1", "nucleus_recall", "nucleus_precision", "invented_area", "structure_spearman", "dice")
 #: Metrics computed only on request, in a second pass (they need a network and its weights).
 INCEPTION_METRICS = ("fid", "kid")
 #: Most images scored in one batch (about 150 MB of temporaries at 128x128).
 BATCH_IMAGES = 128
-BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "baseline: gray input": baselines.gray_as_rgb,
-    "baseline: Beer-Lambert": baselines.beer_lambert_he,
-}
 
 
 @dataclass
 class Sample:
-    """One test image of an epoch: its stem, input, colorization and (if any) mask."""
+    """One image of a split: its stem, input, colorization and (if any) mask."""
 
     stem: str
     real_A: np.ndarray  # (H, W) uint8
@@ -75,69 +84,93 @@ class Sample:
 
 
 @dataclass
-class SharedInputs:
-    """What every epoch shares, read once: the inputs and the GT masks, by image stem.
+class SplitData:
+    """What every epoch of one split (``val`` or ``test``) is scored against, read once.
 
-    ``test.py`` writes the same ``real_A`` into every epoch folder; each is kept with the digest of
-    its file, and an epoch's file with the same digest is not decoded again. Masks are bool (H, W).
+    ``real_A``: the inputs of the first epoch folder by stem, each with the digest of its file
+    (test.py writes the same input into every epoch folder; a file with the same digest is not
+    decoded again). ``masks``: bool (H, W) by stem. ``reference``: the real H&E of the split.
     """
 
+    name: str
+    folders: list[tuple[str, Path]]
+    reference_dir: Path
+    reference: list[np.ndarray]
+    reference_names: list[str]
+    reference_summary: metrics.ColorSummary
+    stain_model: StainModel
     real_A: dict[str, tuple[bytes, np.ndarray]] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Smallest component that counts as a nucleus here (:func:`evaluation.metrics.minimum_nucleus_area`).
+    min_nucleus_area: int = metrics.MIN_NUCLEUS_AREA
 
 
 @dataclass
 class Row:
-    """The scores of one epoch or baseline."""
+    """The scores of one epoch, baseline or sanity row on one split."""
 
     label: str
-    is_baseline: bool
+    kind: str  # "epoch", "baseline" or "sanity"
+    split: str
     scores: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     per_image: list[dict[str, float | str]] = field(default_factory=list)
-    composite: float = math.nan
+    failed_guards: list[str] = field(default_factory=list)
+
+    @property
+    def is_epoch(self) -> bool:
+        return self.kind == "epoch"
 
 
 # -- discovery ------------------------------------------------------------------------------
-def epoch_folders(results_dir: Path) -> list[tuple[str, Path]]:
-    """The ``test_<label>`` folders holding images, numbered epochs in order, then named ones."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise EvaluationError(
-            f"results folder {results_dir} does not exist; run python test.py --name <experiment> --epoch all first"
-        )
+def epoch_folders(results_dir: Path, split: str) -> list[tuple[str, Path]]:
+    """The ``<split>_<label>`` folders holding images, numbered epochs in order, then named ones."""
     found = []
-    for folder in results_dir.glob("test_*"):
+    for folder in Path(results_dir).glob(f"{split}_*"):
         if folder.is_dir() and any((folder / "images").glob("*_fake_B.png")):
-            found.append((folder.name.removeprefix("test_"), folder))
-    if not found:
-        raise EvaluationError(
-            f"no test_<epoch>/images/*_fake_B.png in {results_dir}; run python test.py --name <experiment> "
-            "--epoch all first"
-        )
-    return sorted(found, key=lambda item: _epoch_order(item[0]))
+            found.append((folder.name.removeprefix(f"{split}_"), folder))
+    return sorted(found, key=lambda item: epoch_order(item[0]))
 
 
-def mask_paths(dataroot: Path | None) -> dict[str, Path]:
-    """GT masks of ``<dataroot>/testA_GT`` by file stem (empty without a dataroot or that folder)."""
-    if dataroot is None or not (Path(dataroot) / "testA_GT").is_dir():
+def mask_paths(dataroot: Path | None, split: str) -> dict[str, Path]:
+    """GT masks of ``<dataroot>/<split>A_GT`` by file stem (empty without a dataroot or that folder)."""
+    if dataroot is None or not (Path(dataroot) / f"{split}A_GT").is_dir():
         return {}
-    folder = Path(dataroot) / "testA_GT"
+    folder = Path(dataroot) / f"{split}A_GT"
     return {path.relative_to(folder).with_suffix("").as_posix(): path for path in list_images(folder)}
 
 
-def load_test_inputs(folder: Path, masks: dict[str, Path]) -> SharedInputs:
-    """The inputs of one epoch folder and every mask of :func:`mask_paths`, decoded once for all epochs."""
-    inputs = SharedInputs(masks={stem: read_mask_values(path) > 0 for stem, path in masks.items()})
-    for real_path in sorted((folder / "images").glob("*_real_A.png")):
+def load_split(
+    name: str,
+    folders: list[tuple[str, Path]],
+    masks: dict[str, Path],
+    reference_dir: Path,
+    stain_model: StainModel,
+) -> SplitData:
+    """The inputs of the first epoch folder, every mask and the summarized reference, decoded once."""
+    reference, reference_names = load_reference(reference_dir)
+    regions = [stain_model.nuclear(image) for image in reference]
+    split = SplitData(
+        name=name,
+        folders=folders,
+        reference_dir=Path(reference_dir),
+        reference=reference,
+        reference_names=reference_names,
+        reference_summary=metrics.summarize_colors(reference, reference_names, stain_model, regions),
+        stain_model=stain_model,
+        masks={stem: read_mask_values(path) > 0 for stem, path in masks.items()},
+    )
+    split.min_nucleus_area = metrics.minimum_nucleus_area(list(split.masks.values()))
+    for real_path in sorted((folders[0][1] / "images").glob("*_real_A.png")):
         data = real_path.read_bytes()
         image = as_uint8(decode_array(data, str(real_path)), 1, real_path)
-        inputs.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), image)
-    return inputs
+        split.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), image)
+    return split
 
 
-def load_samples(folder: Path, inputs: SharedInputs) -> tuple[list[Sample], dict[str, list[str]]]:
+def load_samples(folder: Path, split: SplitData) -> tuple[list[Sample], dict[str, list[str]]]:
     """The samples of one epoch folder, and by reason the stems skipped or (``without a mask``) scored
-    without the nuclei metrics."""
+    without the nucleus metrics."""
     skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "without a mask": []}
     samples = []
     for fake_path in sorted((folder / "images").glob("*_fake_B.png")):
@@ -146,9 +179,9 @@ def load_samples(folder: Path, inputs: SharedInputs) -> tuple[list[Sample], dict
         if not real_path.is_file():
             skipped["no real_A"].append(stem)
             continue
-        fake_B, real_A = read_uint8(fake_path, 3), _input_image(real_path, stem, inputs)
-        mask = inputs.masks.get(stem)
-        if mask is None and inputs.masks:
+        fake_B, real_A = read_uint8(fake_path, 3), _input_image(real_path, stem, split)
+        mask = split.masks.get(stem)
+        if mask is None and split.masks:
             skipped["without a mask"].append(stem)
         if fake_B.shape[:2] != real_A.shape or (mask is not None and mask.shape != real_A.shape):
             skipped["size differs"].append(stem)
@@ -157,10 +190,10 @@ def load_samples(folder: Path, inputs: SharedInputs) -> tuple[list[Sample], dict
     return samples, {reason: stems for reason, stems in skipped.items() if stems}
 
 
-def _input_image(path: Path, stem: str, inputs: SharedInputs) -> np.ndarray:
-    """The ``real_A`` at ``path``: the decoded copy in ``inputs`` when the file is the same, else read now."""
+def _input_image(path: Path, stem: str, split: SplitData) -> np.ndarray:
+    """The ``real_A`` at ``path``: the decoded copy in ``split`` when the file is the same, else read now."""
     data = path.read_bytes()
-    known = inputs.real_A.get(stem)
+    known = split.real_A.get(stem)
     if known is not None and known[0] == _digest(data):
         return known[1]
     return as_uint8(decode_array(data, str(path)), 1, path)
@@ -170,23 +203,29 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def load_reference(reference_dir: Path) -> list[np.ndarray]:
-    """The real H&E tiles, (H, W, 3) uint8 each; a clear error for a missing, empty or gray folder."""
+def load_reference(reference_dir: Path, what: str = "reference") -> tuple[list[np.ndarray], list[str]]:
+    """The real H&E tiles of a folder, (H, W, 3) uint8 each, with their names; a clear error for a
+    missing, empty or gray folder."""
     reference_dir = Path(reference_dir)
     if not reference_dir.is_dir():
-        raise EvaluationError(f"reference folder {reference_dir} does not exist; pass --reference_dir <real H&E tiles>")
+        raise EvaluationError(f"{what} folder {reference_dir} does not exist; it must hold real H&E tiles")
     paths = list_images(reference_dir)
     if not paths:
-        raise EvaluationError(f"reference folder {reference_dir} contains no images; it must hold real H&E tiles")
+        raise EvaluationError(f"{what} folder {reference_dir} contains no images; it must hold real H&E tiles")
     tiles = []
     for path in paths:
         array = read_array(path)
         if array.ndim != 3 or array.shape[2] < 3:
             raise EvaluationError(
-                f"reference image {path} is not RGB (shape {array.shape}); the reference must be colour H&E tiles"
+                f"{what} image {path} is not RGB (shape {array.shape}); the reference must be colour H&E tiles"
             )
         tiles.append(_to_uint8(to_unit_range(array[:, :, :3])))
-    return tiles
+    return tiles, [path.relative_to(reference_dir).as_posix() for path in paths]
+
+
+def load_gray_folder(folder: Path) -> list[np.ndarray]:
+    """Every image of a domain-A folder as (H, W) uint8 (for fitting the lookup-table baseline)."""
+    return [as_uint8(read_array(path), 1, path) for path in list_images(folder)]
 
 
 def read_uint8(path: Path, channels: int) -> np.ndarray:
@@ -206,96 +245,147 @@ def as_uint8(array: np.ndarray, channels: int, path: Path) -> np.ndarray:
 
 
 # -- scoring --------------------------------------------------------------------------------
-def score(label: str, samples: list[Sample], reference: metrics.ColourSummary, is_baseline: bool = False) -> Row:
-    """Every metric of one set of colorizations (an epoch or a baseline) against the summarised real H&E."""
-    summary = metrics.summarise_colours([sample.fake_B for sample in samples], *reference.settings)
-    scores = metrics.colour_distances(summary, reference) | dict.fromkeys(INCEPTION_METRICS, math.nan)
-    per_image = _per_image_scores(label, samples)
-    for name in PER_IMAGE_METRICS:
-        values = [float(item[name]) for item in per_image if name in item]
-        scores[name] = float(np.mean(values)) if values else math.nan
-    return Row(label, is_baseline, scores, per_image)
+def score(label: str, kind: str, samples: list[Sample], split: SplitData) -> Row:
+    """Every metric of one set of colorizations (an epoch, a baseline) on ``split``, with intervals."""
+    with_masks = [sample for sample in samples if sample.mask is not None]
+    regions = [sample.mask for sample in samples] if with_masks and len(with_masks) == len(samples) else None
+    summary = metrics.summarize_colors(
+        [sample.fake_B for sample in samples], [sample.stem for sample in samples], split.stain_model, regions
+    )
+    scores = metrics.color_distances(summary, split.reference_summary) | dict.fromkeys(INCEPTION_METRICS, math.nan)
+    per_image = _per_image_scores(label, samples, split.stain_model, split.min_nucleus_area)
+    row = Row(label, kind, split.name, scores, per_image=per_image)
+    _aggregate(row)
+    return row
 
 
-def score_epoch(
-    label: str, folder: Path, inputs: SharedInputs, reference: metrics.ColourSummary
-) -> tuple[Row | None, dict[str, list[str]]]:
+def _aggregate(row: Row) -> None:
+    """Fill the per-image metrics of ``row.scores`` and their bootstrap intervals from ``row.per_image``."""
+    measured = [item for item in row.per_image if "nucleus_f1" in item]
+    spearman = np.array([float(item["structure_spearman"]) for item in row.per_image])
+    row.scores["structure_spearman"] = float(spearman.mean()) if len(spearman) else math.nan
+    row.intervals["structure_spearman"] = metrics.bootstrap_interval(spearman)
+    if not measured:
+        row.scores.update({name: math.nan for name in PER_IMAGE_METRICS if name != "structure_spearman"})
+        return
+    true, predicted, matched = (
+        np.array([float(item[key]) for item in measured])
+        for key in ("nuclei_true", "nuclei_predicted", "nuclei_matched")
+    )
+    pooled = {
+        "nucleus_f1": (2.0 * matched, true + predicted),
+        "nucleus_recall": (matched, true),
+        "nucleus_precision": (matched, predicted),
+    }
+    for name, (numerator, denominator) in pooled.items():
+        total = denominator.sum()
+        row.scores[name] = float(numerator.sum() / total) if total > 0 else 1.0
+        row.intervals[name] = metrics.bootstrap_interval(numerator, denominator) if total > 0 else (1.0, 1.0)
+    for name in ("invented_area", "dice"):
+        values = np.array([float(item[name]) for item in measured])
+        row.scores[name] = float(values.mean())
+        row.intervals[name] = metrics.bootstrap_interval(values)
+
+
+def score_epoch(label: str, folder: Path, split: SplitData) -> tuple[Row | None, dict[str, list[str]]]:
     """Load and score one epoch folder (None when no image could be scored), with what was skipped."""
-    samples, skipped = load_samples(folder, inputs)
-    return (score(label, samples, reference) if samples else None), skipped
+    samples, skipped = load_samples(folder, split)
+    return (score(label, "epoch", samples, split) if samples else None), skipped
 
 
 def score_epochs(
-    folders: list[tuple[str, Path]], inputs: SharedInputs, reference: metrics.ColourSummary, workers: int = 1
+    folders: list[tuple[str, Path]], split: SplitData, workers: int = 1
 ) -> Iterator[tuple[str, Row | None, dict[str, list[str]]]]:
     """:func:`score_epoch` for every folder, in order; ``workers`` > 1 scores several epochs at once in processes."""
     if workers <= 1 or len(folders) < 2:
         for label, folder in folders:
-            yield label, *score_epoch(label, folder, inputs, reference)
+            yield label, *score_epoch(label, folder, split)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(score_epoch, label, folder, inputs, reference) for label, folder in folders]
+        futures = [pool.submit(score_epoch, label, folder, split) for label, folder in folders]
         for (label, _), future in zip(folders, futures, strict=True):
             yield label, *future.result()
 
 
-def baseline_samples(samples: list[Sample], colorize: Callable[[np.ndarray], np.ndarray]) -> list[Sample]:
-    """The same test images, colorized by a baseline from the input alone."""
+def colorized_samples(samples: list[Sample], colorize: Callable[[np.ndarray], np.ndarray]) -> list[Sample]:
+    """The same images, colorized by a baseline from the input alone."""
     return [Sample(sample.stem, sample.real_A, colorize(sample.real_A), sample.mask) for sample in samples]
 
 
-def rank(rows: list[Row], weights: dict[str, float]) -> None:
-    """Fill each row's composite score: the weighted mean of its rank per metric (1 = best).
-
-    Epochs and baselines are ranked together, so the composite says directly whether an epoch
-    beats the baselines. Metrics that are missing (no masks) or weighted 0 are left out.
-    """
-    used = [
-        name for name in METRIC_NAMES if weights.get(name, 0.0) > 0 and all(math.isfinite(r.scores[name]) for r in rows)
+def replaced_samples(samples: list[Sample], images: list[np.ndarray]) -> list[Sample]:
+    """The same inputs and masks with other colorizations (the sanity row's real tiles)."""
+    return [
+        Sample(sample.stem, sample.real_A, image, sample.mask) for sample, image in zip(samples, images, strict=True)
     ]
-    if not used:
-        raise EvaluationError("no metric with a positive weight could be computed; check --weights")
-    total = sum(weights[name] for name in used)
-    composite = np.zeros(len(rows))
-    for name in used:
-        values = np.array([row.scores[name] for row in rows])
-        order = -values if HIGHER_IS_BETTER[name] else values
-        ranks = rankdata(order, method="average")
-        composite += weights[name] * ranks
-    for row, value in zip(rows, composite / total, strict=True):
-        row.composite = float(value)
 
 
-def best_epoch(rows: list[Row]) -> Row:
-    """The epoch with the lowest composite rank; a tie goes to the lower epoch."""
-    epochs = [row for row in rows if not row.is_baseline]
-    return min(epochs, key=lambda row: (row.composite, _epoch_order(row.label)))
+# -- the rows every epoch is compared with -------------------------------------------------
+GRAY_INPUT = "baseline: gray input"
+BEER_LAMBERT = "baseline: Beer-Lambert"
+LOOKUP_TABLE = "baseline: lookup table"
+REAL_TILES = "sanity: real H&E ignoring the input"
+#: Beer-Lambert's eosin level when no trainB calibrates it.
+DEFAULT_EOSIN_LEVEL = 0.15
 
 
-def metric_winners(rows: list[Row]) -> dict[str, str]:
-    """For every metric, the label of the best row (epochs and baselines alike)."""
-    winners = {}
-    for name in METRIC_NAMES:
-        finite = [row for row in rows if math.isfinite(row.scores[name])]
-        if finite:
-            pick = max if HIGHER_IS_BETTER[name] else min
-            winners[name] = pick(finite, key=lambda row: row.scores[name]).label
-    return winners
+class FittedBaselines:
+    """What the baselines need from the training folders, computed once: the Beer-Lambert eosin
+    level, the lookup table, and the real tiles of the sanity row (None where the folders are missing)."""
+
+    def __init__(self, eosin_level: float, lookup: baselines.QuantileLookup | None, tiles: list[np.ndarray] | None):
+        self.eosin_level = eosin_level
+        self.lookup = lookup
+        self.tiles = tiles
+
+    def colorizations(self, samples: list[Sample]) -> dict[str, list[Sample]]:
+        """Every baseline's and sanity row's colorization of ``samples``, by row label."""
+        rows = {
+            GRAY_INPUT: colorized_samples(samples, baselines.gray_as_rgb),
+            BEER_LAMBERT: colorized_samples(samples, lambda gray: baselines.beer_lambert_he(gray, self.eosin_level)),
+        }
+        if self.lookup is not None:
+            rows[LOOKUP_TABLE] = colorized_samples(samples, self.lookup)
+        if self.tiles is not None:
+            images = baselines.real_tiles_ignoring_input(
+                [sample.stem for sample in samples], [sample.real_A.shape for sample in samples], self.tiles
+            )
+            rows[REAL_TILES] = replaced_samples(samples, images)
+        return rows
+
+
+def fit_baselines(dataroot: Path | None, stain_model: StainModel, notes: list[str]) -> FittedBaselines:
+    """Fit the lookup table on ``trainA``/``trainB`` and calibrate Beer-Lambert's eosin on ``trainB``."""
+    train_b = dataroot / "trainB" if dataroot else None
+    train_a = dataroot / "trainA" if dataroot else None
+    tiles = load_reference(train_b, "trainB")[0] if train_b is not None and train_b.is_dir() else None
+    if tiles is None:
+        notes.append("No trainB: the lookup-table baseline and the real-tiles sanity row are not computed.")
+        return FittedBaselines(DEFAULT_EOSIN_LEVEL, None, None)
+    eosin_level = baselines.calibrate_eosin_level(stain_model, tiles)
+    lookup = None
+    if train_a is not None and train_a.is_dir():
+        lookup = baselines.QuantileLookup.fit(load_gray_folder(train_a), tiles)
+    else:
+        notes.append("No trainA: the lookup-table baseline is not computed.")
+    return FittedBaselines(eosin_level, lookup, tiles)
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _per_image_scores(label: str, samples: list[Sample]) -> list[dict[str, float | str]]:
-    """SSIM of every sample and, where it has a mask, its nuclei Dice, IoU and H-channel Dice.
+def _per_image_scores(
+    label: str, samples: list[Sample], stain_model: StainModel, min_area: int
+) -> list[dict[str, float | str]]:
+    """The faithfulness measures of every sample (nucleus measures where it has a mask).
 
     Computed in batches of one image size, all with or all without a mask, of at most
-    :data:`BATCH_IMAGES` images, so memory stays bounded however many test images there are.
+    :data:`BATCH_IMAGES` images, so memory stays bounded however many images there are.
     """
     rows: list[dict[str, float | str]] = [{"label": label, "image": sample.stem} for sample in samples]
     for indices in _batches(samples):
         colorized = np.stack([samples[index].fake_B for index in indices])
         gray = np.stack([samples[index].real_A for index in indices])
         masks = [samples[index].mask for index in indices]
-        scores = metrics.image_scores(colorized, gray, None if masks[0] is None else np.stack(masks))
+        truth = None if masks[0] is None else np.stack(masks)
+        scores = metrics.faithfulness_scores(colorized, gray, stain_model, truth, min_area)
         for position, index in enumerate(indices):
             rows[index].update({name: float(values[position]) for name, values in scores.items()})
     return rows
@@ -311,7 +401,7 @@ def _batches(samples: list[Sample]) -> Iterator[list[int]]:
             yield indices[start : start + BATCH_IMAGES]
 
 
-def _epoch_order(label: str) -> tuple[int, int, str]:
+def epoch_order(label: str) -> tuple[int, int, str]:
     """Numbered epochs in numeric order (2 before 10), then named ones such as ``latest``."""
     return (0, int(label), "") if label.isdigit() else (1, 0, label)
 

@@ -89,6 +89,12 @@ class BaseModel(ABC):
         raise NotImplementedError(f"{type(self).__name__} is for inference only")
 
     # -- set-up ----------------------------------------------------------------------------------
+    def calibrate(self, dataset: Any) -> None:
+        """Learn what the model needs of the training data before the first step (once, before :meth:`setup`).
+
+        The base model needs nothing; ``seg_cycle_gan`` estimates its stain model here.
+        """
+
     def setup(self) -> int:
         """Move networks to the device and create the schedules; return the last finished epoch.
 

@@ -1,43 +1,54 @@
-"""CycleGAN guided by nucleus masks: nuclei stained where the ground truth says, structure kept, H&E colours."""
+"""CycleGAN guided by nucleus masks: hematoxylin nuclei where the ground truth says, structure kept, H&E colours."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
+import numpy as np
 import torch
+from skimage.color import rgb2lab
 
 from models import improved_losses
 from models.cycle_gan_model import CycleGANModel
-from util.arg_types import float_in_range, nonnegative_float, positive_float, positive_int
+from util.arg_types import float_in_range, nonnegative_float, nonnegative_int, positive_float, positive_int
 from util.errors import DatasetError
+from util.stain import StainEstimationError, StainModel, estimate_stain_model, sample_pixels
 
-#: The extra generator terms, in the order they are logged.
+logger = logging.getLogger(__name__)
+
+#: The extra generator terms of each weight, in the order they are logged.
 EXTRA_LOSS_NAMES = {
     "lambda_gt": ("GT_fake", "GT_rec"),
-    "lambda_cv": ("CV_fake", "CV_rec"),
-    "lambda_hsv": ("HSV_fake", "HSV_rec"),
+    "lambda_cv": ("structure_fake", "structure_rec"),
+    "lambda_color": ("color_fake",),
 }
+#: Real pixels drawn from the target domain for the colour loss's reference colours.
+REFERENCE_PIXELS = 200_000
 
 
 class SegCycleGANModel(CycleGANModel):
-    """``cycle_gan`` plus three losses, each on the translated and on the reconstructed images.
+    """``cycle_gan`` plus a ground-truth, a structure and a colour loss.
 
     Generator objective::
 
         G_A + G_B + cycle_A + cycle_B + idt_A + idt_B
-            + lambda_gt * (GT_fake + GT_rec) + lambda_cv * (CV_fake + CV_rec) + lambda_hsv * (HSV_fake + HSV_rec)
+            + lambda_gt * (GT_fake + GT_rec) + lambda_cv * (structure_fake + structure_rec)
+            + lambda_color * color_fake
 
-    - ``GT_fake``: ``fake_B`` must be dark (hematoxylin) exactly where the mask ``real_A_GT``
-      has nuclei and light elsewhere; ``GT_rec``: ``rec_A`` must mark the nuclei at least as
-      clearly as ``real_A`` does (threshold taken from ``real_A``, so it does not fight the cycle loss).
-    - ``CV_fake``: SSIM structure of gray(``fake_B``) against ``real_A``; ``CV_rec``: of
-      gray(``rec_B``) against gray(``real_B``), the two images the B cycle should make alike.
-    - ``HSV_fake`` / ``HSV_rec``: colour distribution of ``fake_B`` / ``rec_B`` against ``real_B``.
+    - ``GT_fake``: ``fake_B`` must be hematoxylin-coloured (the stain model's nucleus score above
+      its threshold) exactly where the mask ``real_A_GT`` has nuclei and not elsewhere;
+      ``GT_rec``: ``rec_A`` must mark the nuclei at least as clearly as ``real_A`` does.
+    - ``structure_fake``: SSIM of the luma of ``fake_B`` against ``real_A``; ``structure_rec``:
+      of ``rec_B`` against ``real_B``, the two images the B cycle should make alike.
+    - ``color_fake``: the colours of ``fake_B`` inside the mask against the colours of real
+      nuclei of the whole target domain, and outside against real non-nuclear tissue.
 
-    The losses live in :mod:`models.improved_losses`; a weight of 0 skips a pair entirely. The
-    published formula scored ``GT_fake`` on ``fake_A = G_B(real_B)``, which has no mask, and
-    paired ``rec_B`` with ``real_A``, two different images; both are corrected here.
+    The stain model (stain vectors and nucleus threshold) and the real colours are estimated
+    once from ``trainB`` (:meth:`calibrate`) and saved with every checkpoint, so a resumed run
+    uses the same numbers. The losses live in :mod:`models.improved_losses`; a weight of 0 skips
+    its terms entirely.
     """
 
     @staticmethod
@@ -47,36 +58,39 @@ class SegCycleGANModel(CycleGANModel):
             return parser
         parser.set_defaults(dataset_mode="improvedunaligned")
         group = parser.add_argument_group("seg_cycle_gan losses")
-        group.add_argument("--lambda_gt", type=nonnegative_float, default=5.0, help="weight of GT_fake + GT_rec")
-        group.add_argument("--lambda_cv", type=nonnegative_float, default=5.0, help="weight of CV_fake + CV_rec")
-        group.add_argument("--lambda_hsv", type=nonnegative_float, default=10.0, help="weight of HSV_fake + HSV_rec")
+        group.add_argument("--lambda_gt", type=nonnegative_float, default=10.0, help="weight of GT_fake + GT_rec")
+        group.add_argument(
+            "--lambda_cv", type=nonnegative_float, default=5.0, help="weight of structure_fake + structure_rec (SSIM)"
+        )
+        group.add_argument(
+            "--lambda_color",
+            "--lambda_hsv",
+            dest="lambda_color",
+            type=nonnegative_float,
+            default=5.0,
+            help="weight of color_fake (--lambda_hsv is the seed's name)",
+        )
         group.add_argument(
             "--gt_threshold",
-            type=float_in_range(0.0, 1.0, include_maximum=False),
-            default=0.5,
-            help="darkness (1 - luminance, 0..1) of fake_B above which a pixel counts as nucleus",
+            type=float_in_range(0.0, 2.5),
+            default=None,
+            help="nucleus score (OD units) of fake_B above which a pixel counts as nucleus "
+            "(default: calibrated on trainB by Otsu's rule)",
         )
         group.add_argument(
-            "--gt_temperature", type=positive_float, default=0.05, help="softness of that threshold (darkness units)"
+            "--gt_temperature", type=positive_float, default=0.05, help="softness of that threshold (score units)"
         )
         group.add_argument(
-            "--gt_polarity",
-            choices=improved_losses.POLARITIES,
-            default="dark",
-            help="how nuclei look in the source images: dark (inverted fluorescence, the default) or bright",
-        )
-        group.add_argument("--hsv_hue_bins", type=positive_int, default=36, help="hue bins of the colour histogram")
-        group.add_argument(
-            "--hsv_saturation_bins", type=positive_int, default=8, help="saturation bins of the colour histogram"
+            "--gt_border",
+            type=nonnegative_int,
+            default=2,
+            help="background within this many pixels of a nucleus counts as its own group in the GT loss (0: none)",
         )
         group.add_argument(
-            "--hsv_value_bins", type=positive_int, default=4, help="value (lightness) bins; 1 = lightness not an axis"
+            "--color_projections", type=positive_int, default=64, help="random directions of the colour loss"
         )
         group.add_argument(
-            "--hsv_bandwidth",
-            type=float_in_range(0.0, 1.0),
-            default=1.0,
-            help="width of the soft-binning ramp, in bins (1 = linear interpolation)",
+            "--color_samples", type=positive_int, default=2048, help="pixels per region the colour loss compares"
         )
         return parser
 
@@ -84,11 +98,60 @@ class SegCycleGANModel(CycleGANModel):
         super().__init__(opt)
         self.visual_names = ["real_A", "real_A_GT", "fake_B", "nuclei_fake_B", *self.visual_names[2:]]
         self.real_A_GT: torch.Tensor | None = None
+        self.stain_model: StainModel | None = None
+        self.stain_inverse = torch.zeros(3, 3)
+        self.nucleus_colors = torch.zeros(0, 3)
+        self.tissue_colors = torch.zeros(0, 3)
         if self.is_train:
             for weight, names in EXTRA_LOSS_NAMES.items():
                 if getattr(opt, weight) > 0:
                     self.loss_names.extend(names)
 
+    # -- calibration -----------------------------------------------------------------------------
+    def calibrate(self, dataset: Any) -> None:
+        """Estimate the stain model and the real nuclear and tissue colours from the target domain (``trainB``)."""
+        if not self.is_train or (self.opt.lambda_gt == 0 and self.opt.lambda_color == 0):
+            return
+        images = dataset.target_images()
+        folder = dataset.root / f"{self.opt.phase}B"
+        try:
+            stain_model = estimate_stain_model(images, str(folder))
+        except StainEstimationError as error:
+            raise DatasetError(f"{error}; seg_cycle_gan needs it for its GT and colour losses") from None
+        pixels = sample_pixels(images, REFERENCE_PIXELS, seed=self.opt.seed)
+        nuclear = stain_model.nuclear(pixels)
+        lab = rgb2lab(pixels[:, None, :])[:, 0, :].astype(np.float32)
+        self.use_stain_model(stain_model, torch.from_numpy(lab[nuclear]), torch.from_numpy(lab[~nuclear]))
+        logger.info(
+            "stain model from %s: hematoxylin %s, eosin %s, nucleus threshold %.3f OD; %.0f%% of its pixels nuclear",
+            stain_model.source, np.round(stain_model.vectors[0], 3).tolist(), np.round(stain_model.vectors[1], 3).tolist(),
+            stain_model.nucleus_threshold, 100.0 * nuclear.mean(),
+        )  # fmt: skip
+
+    def use_stain_model(
+        self, stain_model: StainModel, nucleus_colors: torch.Tensor, tissue_colors: torch.Tensor
+    ) -> None:
+        """Adopt a stain model and the real colours (CIELAB (R, 3) each) for the GT and colour losses."""
+        if len(nucleus_colors) == 0 or len(tissue_colors) == 0:
+            raise DatasetError(
+                f"the target images of {stain_model.source} have no {'nuclear' if len(nucleus_colors) == 0 else 'non-nuclear'} "
+                "pixels by their own stain model; domain B must hold real H&E tiles with nuclei and tissue"
+            )
+        self.stain_model = stain_model
+        self.stain_inverse = torch.as_tensor(stain_model.inverse, dtype=torch.float32, device=self.device)
+        self.nucleus_colors = nucleus_colors.to(self.device)
+        self.tissue_colors = tissue_colors.to(self.device)
+
+    @property
+    def nucleus_threshold(self) -> float:
+        """``--gt_threshold``, or the threshold calibrated on the target domain."""
+        if self.opt.gt_threshold is not None:
+            return self.opt.gt_threshold
+        if self.stain_model is None:
+            raise RuntimeError("seg_cycle_gan was not calibrated: call model.calibrate(dataset) before training")
+        return self.stain_model.nucleus_threshold
+
+    # -- data and visuals ------------------------------------------------------------------------
     def set_input(self, batch: dict[str, Any]) -> None:
         super().set_input(batch)
         self.real_A_GT = self.to_device(batch["A_GT"]) if "A_GT" in batch else None
@@ -105,42 +168,54 @@ class SegCycleGANModel(CycleGANModel):
 
         Computed here, when a report asks for it, rather than in every training step.
         """
-        if self.is_train and "fake_B" in self.visuals:
-            probability = improved_losses.nucleus_probability(
-                self.visuals["fake_B"].detach(), self.opt.gt_threshold, self.opt.gt_temperature
-            )
+        if self.is_train and "fake_B" in self.visuals and self.stain_model is not None:
+            score = improved_losses.nucleus_score(self.visuals["fake_B"].detach().float(), self.stain_inverse)
+            probability = torch.sigmoid((score - self.nucleus_threshold) / self.opt.gt_temperature)
             self.visuals["nuclei_fake_B"] = probability * 2.0 - 1.0
         return super().current_visuals()
 
+    # -- losses ----------------------------------------------------------------------------------
     def generator_losses(self) -> dict[str, torch.Tensor]:
         losses = super().generator_losses()
-        with torch.autocast(self.device.type, enabled=False):  # histograms and SSIM need float32
+        with torch.autocast(self.device.type, enabled=False):  # colour spaces, logarithms and SSIM need float32
             losses.update(self.stain_losses({name: image.float() for name, image in self.visuals.items()}))
         return losses
 
     def stain_losses(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The GT, colour-variation and HSV terms, on the float32 images ``v``."""
+        """The GT, structure and colour terms, weighted, on the float32 images ``v``."""
         opt, losses = self.opt, {}
         if opt.lambda_gt > 0:
             losses["GT_fake"] = opt.lambda_gt * improved_losses.gt_loss(
-                v["fake_B"], self.real_A_GT, threshold=opt.gt_threshold, temperature=opt.gt_temperature
-            )
+                v["fake_B"], self.real_A_GT, stain_inverse=self.stain_inverse,
+                threshold=self.nucleus_threshold, temperature=opt.gt_temperature, border=opt.gt_border,
+            )  # fmt: skip
             losses["GT_rec"] = opt.lambda_gt * improved_losses.gt_reconstruction_loss(
-                v["rec_A"], v["real_A"], self.real_A_GT, temperature=opt.gt_temperature, polarity=opt.gt_polarity
+                v["rec_A"], v["real_A"], self.real_A_GT, temperature=opt.gt_temperature
             )
         if opt.lambda_cv > 0:
-            losses["CV_fake"] = opt.lambda_cv * improved_losses.color_variation_loss(v["fake_B"], v["real_A"])
-            losses["CV_rec"] = opt.lambda_cv * improved_losses.color_variation_loss(v["rec_B"], v["real_B"])
-        if opt.lambda_hsv > 0:
-            histogram_options = dict(
-                hue_bins=opt.hsv_hue_bins,
-                saturation_bins=opt.hsv_saturation_bins,
-                value_bins=opt.hsv_value_bins,
-                bandwidth=opt.hsv_bandwidth,
-            )
-            with torch.no_grad():  # one histogram of the real batch serves both terms
-                real = improved_losses.soft_hsv_histogram(v["real_B"], **histogram_options)
-            for name, generated in (("HSV_fake", v["fake_B"]), ("HSV_rec", v["rec_B"])):
-                histogram = improved_losses.soft_hsv_histogram(generated, **histogram_options)
-                losses[name] = opt.lambda_hsv * improved_losses.hellinger_squared(histogram, real)
+            losses["structure_fake"] = opt.lambda_cv * improved_losses.structure_loss(v["fake_B"], v["real_A"])
+            losses["structure_rec"] = opt.lambda_cv * improved_losses.structure_loss(v["rec_B"], v["real_B"])
+        if opt.lambda_color > 0:
+            if self.stain_model is None:
+                raise RuntimeError("seg_cycle_gan was not calibrated: call model.calibrate(dataset) before training")
+            losses["color_fake"] = opt.lambda_color * improved_losses.color_loss(
+                v["fake_B"], self.real_A_GT, self.nucleus_colors, self.tissue_colors,
+                projections=opt.color_projections, samples=opt.color_samples,
+            )  # fmt: skip
         return losses
+
+    # -- resume ----------------------------------------------------------------------------------
+    def extra_training_state(self) -> dict[str, Any]:
+        state = super().extra_training_state()
+        if self.stain_model is not None:
+            state["stain_model"] = self.stain_model.to_dict()
+            state["nucleus_colors"] = self.nucleus_colors.cpu()
+            state["tissue_colors"] = self.tissue_colors.cpu()
+        return state
+
+    def load_extra_training_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_training_state(state)
+        if "stain_model" in state:  # checkpoints from before the stain model keep the one just calibrated
+            self.use_stain_model(
+                StainModel.from_dict(state["stain_model"]), state["nucleus_colors"], state["tissue_colors"]
+            )

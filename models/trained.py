@@ -30,19 +30,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_epoch(epoch: str, results_dir: Path, name: str) -> str:
-    """``epoch`` as a checkpoint label; ``best`` is read from the evaluation's ``scores.json``."""
+    """``epoch`` as a checkpoint label; ``best`` is the epoch the evaluation chose (``selection.json``)."""
     if epoch != "best":
         return epoch
-    scores = Path(results_dir) / name / "evaluation" / "scores.json"
-    if not scores.is_file():
+    record = Path(results_dir) / name / "evaluation" / "selection.json"
+    if not record.is_file():
         raise OptionError(
-            f"--epoch best needs {scores}; run python evaluation/Stain_Evaluation.py --results_dir "
+            f"--epoch best needs {record}; run python evaluation/Stain_Evaluation.py --results_dir "
             f"{Path(results_dir) / name} first, or pass an epoch number"
         )
-    best = [row["label"] for row in json.loads(scores.read_text(encoding="utf-8")) if row.get("best")]
-    if not best:
-        raise OptionError(f"{scores} marks no best epoch; run Stain_Evaluation.py again")
-    return best[0]
+    selection = json.loads(record.read_text(encoding="utf-8"))
+    if not selection.get("chosen"):
+        raise OptionError(
+            f"{record}: no epoch passed the evaluation's faithfulness guards (closest: epoch "
+            f"{selection.get('closest')}); pass an epoch number to use one anyway"
+        )
+    return str(selection["chosen"])
 
 
 def load_generator(

@@ -64,7 +64,6 @@ from scripts.reference_losses import (
 from util.arg_types import nonnegative_int, positive_int
 from util.atomic import write_text_atomic
 from util.cli import run_script
-from util.device import select_device
 from util.errors import DatasetError
 from util.log import setup_logging
 from util.reproducibility import seed_everything
@@ -184,11 +183,12 @@ def real_batch(opt: argparse.Namespace, size: int, seed_offset: int = 0) -> dict
 
 
 def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> dict[str, Any]:
-    """One model's training-iteration and inference timings, as a JSON record."""
+    """One model's training-iteration and inference timings, as a JSON record (calibration not timed)."""
     opt = model_options(config, model_name, checkpoints, config.batch_size)
     batch = real_batch(opt, config.batch_size)
     seed_everything(opt.seed)  # both models start from the same weights
     model = create_model(opt)
+    model.calibrate(create_dataset(opt))
     model.setup()
     device = model.device
     counts = dict(iterations=config.iterations, warmup=config.warmup, repeats=config.repeats)
@@ -245,21 +245,31 @@ def common_fields(config: BenchmarkConfig, device: torch.device) -> dict[str, An
 
 # -- losses ---------------------------------------------------------------------------------------
 def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, Any]]:
-    """Our three losses (forward + backward, forward) against the reference (forward), on real crops."""
+    """Our three losses (forward + backward, forward) against the seed's forms (forward), on real crops."""
     opt = model_options(config, "seg_cycle_gan", checkpoints, config.loss_batch_size)
-    device = select_device(opt.gpu_ids)
+    model = create_model(opt)
+    model.calibrate(create_dataset(opt))  # the stain model and real colours the GT and colour losses read
+    device = model.device
     size = config.loss_batch_size
     first, second = real_batch(opt, size), real_batch(opt, size, seed_offset=size)
     fake, real = first["B"].to(device), second["B"].to(device)
     gray, mask = first["A"].to(device), first["A_GT"].to(device)
+    inverse, threshold = model.stain_inverse, model.nucleus_threshold
+    colors = (model.nucleus_colors, model.tissue_colors)
     losses: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], float]]] = {
-        "gt": (lambda x: improved_losses.gt_loss(x, mask), lambda x: reference_gt_loss(x, mask)),
-        "cv": (
-            lambda x: improved_losses.color_variation_loss(x, gray),
+        "gt": (
+            lambda x: improved_losses.gt_loss(x, mask, stain_inverse=inverse, threshold=threshold),
+            lambda x: reference_gt_loss(x, mask),
+        ),
+        "structure": (
+            lambda x: improved_losses.structure_loss(x, gray),
             lambda x: reference_color_variation_loss(x, gray),
         ),
-        "hsv": (lambda x: improved_losses.hsv_loss(x, real), lambda x: reference_hsv_loss(x, real)),
-        "hsv (numpy ref.)": (lambda x: improved_losses.hsv_loss(x, real), lambda x: reference_hsv_loss_numpy(x, real)),
+        "color": (lambda x: improved_losses.color_loss(x, mask, *colors), lambda x: reference_hsv_loss(x, real)),
+        "color (numpy ref.)": (
+            lambda x: improved_losses.color_loss(x, mask, *colors),
+            lambda x: reference_hsv_loss_numpy(x, real),
+        ),
     }
     counts = dict(iterations=config.loss_iterations or config.iterations, warmup=config.warmup, repeats=config.repeats)
     records = []

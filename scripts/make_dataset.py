@@ -3,8 +3,8 @@
     python scripts/make_dataset.py --a_side datasets/hela_A --b_side datasets/he_tiles --output datasets/hela2he
     python scripts/make_dataset.py --check datasets/hela2he
 
-The A side (from ``scripts/prepare_ctc.py``) brings ``trainA testA trainA_GT testA_GT``, the B side
-(from ``scripts/prepare_slide.py``) ``trainB testB``. Files are hard-linked where the file system
+The A side (from ``scripts/prepare_ctc.py``) brings ``trainA testA trainA_GT testA_GT`` and, when it
+has them, ``valA valA_GT``; the B side (from ``scripts/prepare_slide.py``) ``trainB testB`` and ``valB``. Files are hard-linked where the file system
 allows (no space used), otherwise copied; each side's manifest and settings come along
 (``manifest_A.csv``, ``manifest_B.csv``, ``preparation.json``). Before anything is written, and
 with ``--check`` alone, the layout is verified: every folder present and not empty, every image
@@ -35,8 +35,11 @@ logger = logging.getLogger("make_dataset")
 
 A_FOLDERS = ("trainA", "testA", "trainA_GT", "testA_GT")
 B_FOLDERS = ("trainB", "testB")
+#: The validation split: taken along when a side has it (Stain_Evaluation chooses the epoch on it).
+VAL_A_FOLDERS = ("valA", "valA_GT")
+VAL_B_FOLDERS = ("valB",)
 #: Each image folder of A and the folder holding its masks.
-MASK_FOLDERS = {"trainA": "trainA_GT", "testA": "testA_GT"}
+MASK_FOLDERS = {"trainA": "trainA_GT", "valA": "valA_GT", "testA": "testA_GT"}
 
 
 @dataclass
@@ -81,12 +84,29 @@ def check_masks(images: Path, masks: Path) -> None:
             raise DatasetError(f"{len(missing)} file(s) have no partner in {where}: {shown}")
 
 
+def folders_of(a_root: Path, b_root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The A and B folders to check and copy: the required ones, and the validation ones where present."""
+    a_folders = A_FOLDERS + tuple(name for name in VAL_A_FOLDERS if (a_root / name).exists())
+    b_folders = B_FOLDERS + tuple(name for name in VAL_B_FOLDERS if (b_root / name).exists())
+    return a_folders, b_folders
+
+
 def check_dataroot(a_root: Path, b_root: Path) -> list[FolderSummary]:
     """Verify the A folders under ``a_root`` and the B folders under ``b_root``; one summary per folder."""
-    summaries = [check_folder(a_root / name, expect_colour=False) for name in A_FOLDERS]
-    summaries += [check_folder(b_root / name, expect_colour=True) for name in B_FOLDERS]
+    a_folders, b_folders = folders_of(a_root, b_root)
+    if "valA" in a_folders and "valA_GT" not in a_folders:
+        raise DatasetError(f"{a_root / 'valA'} has no masks: {a_root / 'valA_GT'} is missing")
+    summaries = [check_folder(a_root / name, expect_colour=False) for name in a_folders]
+    summaries += [check_folder(b_root / name, expect_colour=True) for name in b_folders]
     by_name = {summary.name: summary for summary in summaries}
+    if not ({"valA", "valB"} <= set(by_name)):
+        logger.warning(
+            "no complete validation split (valA, valA_GT and valB): Stain_Evaluation will have to choose the epoch "
+            "on the test split; prepare both sides again with the current scripts"
+        )
     for images, masks in MASK_FOLDERS.items():
+        if images not in by_name:
+            continue
         check_masks(a_root / images, a_root / masks)
         if by_name[images].size != by_name[masks].size:
             raise DatasetError(
@@ -120,8 +140,9 @@ def format_table(summaries: list[FolderSummary]) -> str:
 def assemble(a_side: Path, b_side: Path, output: Path, overwrite: bool) -> list[FolderSummary]:
     """Check both sides, then link or copy them into ``output`` with their manifests and settings."""
     summaries = check_dataroot(a_side, b_side)
+    a_folders, b_folders = folders_of(a_side, b_side)
     with staged_output(output, overwrite) as staging:
-        for side, names in ((a_side, A_FOLDERS), (b_side, B_FOLDERS)):
+        for side, names in ((a_side, a_folders), (b_side, b_folders)):
             for name in names:
                 for path in list_images(side / name):
                     link_or_copy(path, staging / name / path.relative_to(side / name))
@@ -138,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--a_side", type=Path, help="prepared domain A (trainA testA trainA_GT testA_GT)")
-    parser.add_argument("--b_side", type=Path, help="prepared domain B (trainB testB)")
+    parser.add_argument("--a_side", type=Path, help="prepared domain A (trainA valA testA and their *_GT masks)")
+    parser.add_argument("--b_side", type=Path, help="prepared domain B (trainB valB testB)")
     parser.add_argument("--output", type=Path, help="the dataroot to create")
     parser.add_argument("--check", type=Path, metavar="DATAROOT", help="only verify an existing dataroot")
     parser.add_argument("--overwrite", action="store_true", help="replace what --output holds")

@@ -2,10 +2,13 @@
 
     python scripts/make_demo_dataset.py [--output datasets/demo] [--overwrite]
 
-Writes ``trainA trainB testA testB trainA_GT testA_GT``, ``manifest.csv`` (where each crop
-came from) and ``preparation.json`` (the intensity rule, which ``colorize.py`` applies to whole
-frames). Fluorescence is inverted so nuclei are dark as in H&E; instance labels become binary
-masks (0/255). Test crops come from image regions that no training crop touches.
+Writes ``trainA valA testA`` with their masks (``*_GT``), ``trainB valB testB``, ``manifest.csv``
+(where each crop came from) and ``preparation.json`` (the intensity rule, which ``test.py`` and
+``colorize.py`` apply to whole frames). Fluorescence is inverted so nuclei are dark as in H&E;
+instance labels become binary masks (0/255). The splits come from disjoint regions: no pixel of
+a validation or test crop lies in a training crop. Domain A has one source image, so its three
+splits are regions of one frame; domain B's validation crops are a region of the training image
+and its test crops a second, independent H&E image from another source.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ logger = logging.getLogger("make_demo_dataset")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCES = PROJECT_ROOT / "datasets" / "sources"
 DEFAULT_OUTPUT = PROJECT_ROOT / "datasets" / "demo"
-FOLDERS = ("trainA", "trainB", "testA", "testB", "trainA_GT", "testA_GT")
+FOLDERS = ("trainA", "trainB", "valA", "valB", "testA", "testB", "trainA_GT", "valA_GT", "testA_GT")
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,16 @@ class Region:
         return [(row, column) for row in rows for column in columns]
 
 
-# Fluorescence (512x512): the top 384 rows train, the bottom 128 rows test.
-FLUORESCENCE_TRAIN = Region(top=0, left=0, height=384, width=512, stride=64)
+# Fluorescence (512x512): the top-left 384x384 trains, the 128 columns right of it validate, the
+# bottom 128 rows test.
+FLUORESCENCE_TRAIN = Region(top=0, left=0, height=384, width=384, stride=64)
+FLUORESCENCE_VAL = Region(top=0, left=384, height=384, width=128, stride=64)
 FLUORESCENCE_TEST = Region(top=384, left=0, height=128, width=512, stride=64)
-# H&E (300 rows x 500 columns): the left 372 columns train, the right 128 columns test.
+# TCIA H&E (300 rows x 500 columns): the left 372 columns train, the right 128 columns validate.
 HE_TRAIN = Region(top=0, left=0, height=300, width=372, stride=34)
-HE_TEST = Region(top=0, left=372, height=300, width=128, stride=43)
+HE_VAL = Region(top=0, left=372, height=300, width=128, stride=43)
+# tiatoolbox H&E (400x400), another tissue from another source: the test crops.
+HE_TEST = Region(top=0, left=0, height=400, width=400, stride=68)
 
 
 #: How the 16-bit fluorescence frame becomes 8-bit domain A (nuclei dark); recorded in preparation.json,
@@ -81,14 +88,18 @@ def build_demo_dataset(
         raise DatasetError(f"labels {labels.shape} and image {fluorescence.shape} differ in size")
     mask = np.where(labels > 0, 255, 0).astype(np.uint8)
     he = read_array(sources / "he_tcia" / "he.jpg")
+    he_independent = read_array(sources / "he_tiatoolbox" / "he.png")
 
     manifest: list[dict[str, object]] = []
     jobs = [
         ("train", "A", "fluo", fluorescence, mask, FLUORESCENCE_TRAIN),
+        ("val", "A", "fluo", fluorescence, mask, FLUORESCENCE_VAL),
         ("test", "A", "fluo", fluorescence, mask, FLUORESCENCE_TEST),
         ("train", "B", "he", he, None, HE_TRAIN),
-        ("test", "B", "he", he, None, HE_TEST),
+        ("val", "B", "he", he, None, HE_VAL),
+        ("test", "B", "he2", he_independent, None, HE_TEST),
     ]
+    source_of = {"fluo": "fluo_nuclei_dsb2018/image.tif", "he": "he_tcia/he.jpg", "he2": "he_tiatoolbox/he.png"}
     for split, domain, prefix, image, ground_truth, region in jobs:
         for row, column in region.crop_origins(crop_size):
             name = f"{prefix}_r{row:03d}_c{column:03d}.png"
@@ -96,11 +107,10 @@ def build_demo_dataset(
             write_image(output / f"{split}{domain}" / name, image[window])
             if ground_truth is not None:
                 write_image(output / f"{split}{domain}_GT" / name, ground_truth[window])
-            manifest.append(
-                {"split": split, "domain": domain, "file": name, "top": row, "left": column, "size": crop_size}
-            )
+            row_record = {"split": split, "domain": domain, "file": name, "source": source_of[prefix]}
+            manifest.append(row_record | {"top": row, "left": column, "size": crop_size})
 
-    write_manifest(output, ["split", "domain", "file", "top", "left", "size"], manifest)
+    write_manifest(output, ["split", "domain", "file", "source", "top", "left", "size"], manifest)
     write_settings(output, {"command": "make_demo_dataset", "normalisation": FLUORESCENCE_NORMALISATION.to_dict()})
     return {folder: len(list((output / folder).glob("*.png"))) for folder in FOLDERS}
 

@@ -10,10 +10,13 @@ the chosen ``--truth`` is paired with it by frame number; frames without one are
 counted. Frames are stretched to 8 bits between robust percentiles of their own values, and
 inverted with ``--invert`` (nuclei dark, as in H&E). Crops of ``--size`` on a grid of
 ``--stride`` are written as ``trainA``/``testA`` with their masks (0/255) in
-``trainA_GT``/``testA_GT``. No frame gives crops to both splits: by default sequence 01 is for
+``trainA_GT``/``testA_GT``. No frame gives crops to two splits: by default sequence 01 is for
 training and 02 for testing (``--split sequence``), or ``--split frames --test_frames 60-91``
-puts that range of frames of every sequence into the test split. Writes ``manifest.csv`` (where
-each crop came from) and ``preparation.json`` (these settings) beside the crops.
+puts that range of frames of every sequence into the test split. The last ``--val_fraction`` of
+each sequence's training frames (or the range ``--val_frames``) become the validation split
+``valA``/``valA_GT``, on which Stain_Evaluation chooses the epoch: a block at the end, so that
+neighbouring, nearly identical time points meet across one boundary only. Writes
+``manifest.csv`` (where each crop came from) and ``preparation.json`` (these settings).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ logger = logging.getLogger("prepare_ctc")
 FRAME_PATTERN = re.compile(r"^(?P<root>(?:.*/)?)(?P<sequence>\d\d)/t(?P<frame>\d+)\.tiff?$")
 TRUTH_PATTERN = re.compile(r"^(?P<root>(?:.*/)?)(?P<sequence>\d\d)_(?P<kind>GT|ST)/SEG/man_seg(?P<frame>\d+)\.tiff?$")
 TRUTH_FOLDERS = {"gold": "GT", "silver": "ST"}
+SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = (
     "file", "split", "sequence", "frame", "source", "truth", "y", "x", "size", "foreground_fraction",
 )  # fmt: skip
@@ -161,6 +165,32 @@ def split_of(frame: Frame, args: argparse.Namespace) -> str | None:
     return "train" if frame.sequence in args.train_sequences else None
 
 
+def assign_splits(layout: Layout, args: argparse.Namespace) -> dict[tuple[str, int], str]:
+    """``train``, ``val`` or ``test`` for every frame that is in a split, by (sequence, frame number).
+
+    Validation frames are taken from each sequence's training frames: the range ``--val_frames``,
+    or the last ``--val_fraction`` of them (rounded; at least one frame always stays for training).
+    """
+    splits: dict[tuple[str, int], str] = {}
+    for sequence, frames in layout.frames.items():
+        training = []
+        for frame in frames:
+            split = split_of(frame, args)
+            if split is not None:
+                splits[(sequence, frame.number)] = split
+            if split == "train":
+                training.append(frame.number)
+        training.sort()
+        if args.val_frames is not None:
+            first, last = args.val_frames
+            validation = [number for number in training if first <= number <= last]
+        else:
+            count = min(round(len(training) * args.val_fraction), len(training) - 1)
+            validation = training[len(training) - count :] if count > 0 else []
+        splits.update({(sequence, number): "val" for number in validation})
+    return splits
+
+
 def check_split(layout: Layout, args: argparse.Namespace) -> None:
     """Refuse a split that leaks (a sequence in both), names missing sequences, or leaves a split empty."""
     available = sorted(layout.frames)
@@ -176,10 +206,12 @@ def check_split(layout: Layout, args: argparse.Namespace) -> None:
             raise OptionError(
                 f"sequence(s) {', '.join(missing)} have no frames with truth; available: {', '.join(available)}"
             )
-    splits = {split_of(frame, args) for frames in layout.frames.values() for frame in frames}
+    splits = set(assign_splits(layout, args).values())
     for split in ("train", "test"):
         if split not in splits:
-            raise OptionError(f"the chosen split leaves no frame for {split}; check --split and its ranges")
+            raise OptionError(
+                f"the chosen split leaves no frame for {split}; check --split, --val_frames and their ranges"
+            )
 
 
 def frame_crops(
@@ -222,12 +254,13 @@ def write_crops(
     fractions per split, crops left out for too little foreground)."""
     stride = args.stride or args.size
     frames = [frame for sequence in sorted(layout.frames) for frame in layout.frames[sequence]]
+    split_of_frame = assign_splits(layout, args)
     rows: list[dict[str, object]] = []
-    counts = {"train": 0, "test": 0}
-    foreground: dict[str, list[float]] = {"train": [], "test": []}
+    counts = dict.fromkeys(SPLITS, 0)
+    foreground: dict[str, list[float]] = {split: [] for split in SPLITS}
     empty = 0
     for frame in progress_bar(frames, desc="frames", unit="frame"):
-        split = split_of(frame, args)
+        split = split_of_frame.get((frame.sequence, frame.number))
         if split is None:
             continue
         image, mask = load_frame(archive, frame, normalisation)
@@ -272,7 +305,7 @@ def prepare(args: argparse.Namespace) -> dict[str, int]:
                     "truth": args.truth, "normalisation": normalisation.to_dict(), "size": args.size,
                     "stride": args.stride or args.size, "min_foreground": args.min_foreground, "split": args.split,
                     "train_sequences": args.train_sequences, "test_sequences": args.test_sequences,
-                    "test_frames": args.test_frames,
+                    "test_frames": args.test_frames, "val_fraction": args.val_fraction, "val_frames": args.val_frames,
                 },
             )  # fmt: skip
     finally:
@@ -290,9 +323,14 @@ def summarise(layout: Layout, counts: dict[str, int], foreground: dict[str, list
             len(layout.frames.get(sequence, [])),
             layout.without_truth.get(sequence, 0),
         )
-    for split in ("train", "test"):
+    for split in SPLITS:
         mean = float(np.mean(foreground[split])) if foreground[split] else 0.0
         logger.info("%s: %d crops, mean foreground fraction %.3f", split, counts[split], mean)
+    if counts["val"] == 0:
+        logger.warning(
+            "no validation crops: Stain_Evaluation will have to choose the epoch on the test split; give each "
+            "training sequence more frames with truth, or pass --val_frames START-END"
+        )
     if empty:
         logger.info("%d crops below --min_foreground were not written", empty)
 
@@ -302,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("input", type=Path, help="extracted CTC dataset folder (with 01/, 01_GT/, ...) or its .zip")
-    parser.add_argument("--output", type=Path, required=True, help="folder for trainA, testA, trainA_GT, testA_GT")
+    parser.add_argument(
+        "--output", type=Path, required=True, help="folder for trainA, valA, testA and their masks (*_GT)"
+    )
     parser.add_argument("--truth", choices=tuple(TRUTH_FOLDERS), default="gold", help="GT/SEG (gold) or ST/SEG")
     parser.add_argument("--size", type=positive_int, default=128, help="crop size in pixels")
     parser.add_argument("--stride", type=positive_int, default=None, help="grid step (default: --size, no overlap)")
@@ -323,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--test_frames", type=parse_frame_range, default=None, help="with --split frames: START-END, both included"
     )
+    parser.add_argument(
+        "--val_fraction",
+        type=float_in_range(0.0, 1.0, include_minimum=True, include_maximum=False),
+        default=0.2,
+        help="share of each sequence's training frames (its last ones) that go to valA instead",
+    )
+    parser.add_argument(
+        "--val_frames",
+        type=parse_frame_range,
+        default=None,
+        help="training frames START-END that go to valA (instead of --val_fraction)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace what --output holds")
     return parser
 
@@ -333,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def job() -> None:
         counts = prepare(args)
-        logger.info("domain A in %s: %d train and %d test crops", args.output, counts["train"], counts["test"])
+        logger.info(
+            "domain A in %s: %d train, %d val and %d test crops",
+            args.output, counts["train"], counts["val"], counts["test"],
+        )  # fmt: skip
 
     return run_script(job)
 

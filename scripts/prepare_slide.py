@@ -1,7 +1,8 @@
 """Cut a whole-slide H&E image into domain-B tiles: tissue only, at a chosen resolution.
 
     python scripts/prepare_slide.py SLIDE --output datasets/he_tiles [--level N | --mpp X | --magnification M]
-        [--size 128] [--min_tissue 0.5] [--max_tiles 2000] [--test_fraction 0.2] [--seed 0] [--overwrite]
+        [--size 128] [--min_tissue 0.5] [--max_tiles 2000] [--test_fraction 0.2] [--val_fraction 0.1] [--seed 0]
+        [--overwrite]
 
 Input: a whole-slide image that OpenSlide can open (.svs, .ndpi, .mrxs, tiled TIFF, ...), read
 tile by tile so memory stays bounded however large the slide; or a plain PNG/JPEG/TIFF, which
@@ -11,7 +12,8 @@ two read the nearest finer level and shrink each tile to the asked resolution (w
 level is used as it is). Tissue is found on a thumbnail by its colour saturation (Otsu), and
 the slide is cut into a grid of non-overlapping ``--size`` tiles; those whose tissue fraction
 reaches ``--min_tissue`` are candidates, of which up to ``--max_tiles`` are drawn at random
-(``--seed``) and split into ``trainB``/``testB``. Writes ``manifest.csv`` (where each tile came
+(``--seed``) and split into ``trainB``/``valB``/``testB`` (whole, non-overlapping tiles: no pixel is
+in two splits). Writes ``manifest.csv`` (where each tile came
 from, in level-0 pixels) and ``preparation.json`` (these settings) beside the tiles.
 """
 
@@ -393,10 +395,11 @@ def prepare_slide(
     min_tissue: float = 0.5,
     max_tiles: int = 2000,
     test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
     seed: int = 0,
     overwrite: bool = False,
 ) -> SlideTiles:
-    """Write the tissue tiles of ``slide`` into ``output``/trainB and testB with the manifest and settings.
+    """Write the tissue tiles of ``slide`` into ``output``/trainB, valB and testB with the manifest and settings.
 
     Everything is checked and the tiles chosen before ``output`` is touched; tiles are written
     into a staging folder that replaces ``output`` only when the run has finished, so a failing
@@ -444,24 +447,24 @@ def prepare_slide(
             )
 
         chosen = np.sort(np.random.default_rng(seed).choice(tissue, size=min(max_tiles, len(tissue)), replace=False))
-        is_test = seeded_split(len(chosen), test_fraction, seed)
-        if test_fraction > 0 and not is_test.any():
-            logger.warning(
-                "only %d tile(s) qualify: --test_fraction %g gives none to testB, which training and evaluation "
-                "need; lower --min_tissue or use a larger slide",
-                len(chosen),
-                test_fraction,
-            )
+        splits = seeded_split(len(chosen), test_fraction, seed, val_fraction)
+        for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+            if fraction > 0 and not (splits == split).any():
+                logger.warning(
+                    "only %d tile(s) qualify: --%s_fraction %g gives none to %sB, which evaluation needs; lower "
+                    "--min_tissue or use a larger slide",
+                    len(chosen), split, fraction, split,
+                )  # fmt: skip
         start = time.perf_counter()
-        written = {"train": 0, "test": 0}
+        written = {"train": 0, "val": 0, "test": 0}
         with staged_output(output, overwrite) as staging:
             rows = []
-            for index, test in progress_bar(list(zip(chosen, is_test, strict=True)), desc="tiles", unit="tile"):
+            for index, split in progress_bar(list(zip(chosen, splits, strict=True)), desc="tiles", unit="tile"):
                 x0, y0 = (int(value) for value in corners[index])
                 tile = reader.read_tile(x0, y0, sampling.level, sampling.read_size)
                 if sampling.read_size != size:
                     tile = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
-                split = "test" if test else "train"
+                split = str(split)
                 name = f"{slide.stem}_x{x0}_y{y0}.png"
                 write_image(staging / f"{split}B" / name, tile)
                 written[split] += 1
@@ -485,7 +488,8 @@ def prepare_slide(
                     "read_size": sampling.read_size, "size": size, "downsample": sampling.downsample,
                     "mpp": sampling.mpp, "min_tissue": min_tissue, "saturation_threshold": threshold,
                     "thumbnail_size": [thumbnail.shape[1], thumbnail.shape[0]], "max_tiles": max_tiles,
-                    "test_fraction": test_fraction, "seed": seed, "candidate_tiles": len(corners),
+                    "test_fraction": test_fraction, "val_fraction": val_fraction, "seed": seed,
+                    "candidate_tiles": len(corners),
                     "tiles_with_tissue": len(tissue), "tiles_written": written,
                 },
             )  # fmt: skip
@@ -497,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("slide", type=Path, help="whole-slide image (.svs, ... via OpenSlide) or PNG/JPEG/TIFF")
-    parser.add_argument("--output", type=Path, required=True, help="folder for trainB, testB and the manifest")
+    parser.add_argument("--output", type=Path, required=True, help="folder for trainB, valB, testB and the manifest")
     resolution = parser.add_mutually_exclusive_group()
     resolution.add_argument("--level", type=nonnegative_int, default=None, help="pyramid level to read (default 0)")
     resolution.add_argument("--mpp", type=positive_float, default=None, help="tile resolution in micrometres/pixel")
@@ -515,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float_in_range(0.0, 1.0, include_minimum=True, include_maximum=False),
         default=0.2,
         help="share of the tiles that go to testB",
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=float_in_range(0.0, 1.0, include_minimum=True, include_maximum=False),
+        default=0.1,
+        help="share of the tiles that go to valB (the split Stain_Evaluation chooses the epoch on)",
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the tile draw and the split")
     parser.add_argument("--overwrite", action="store_true", help="replace what --output holds")
@@ -536,13 +546,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_tissue=args.min_tissue,
             max_tiles=args.max_tiles,
             test_fraction=args.test_fraction,
+            val_fraction=args.val_fraction,
             seed=args.seed,
             overwrite=args.overwrite,
         )
         total = sum(result.written.values())
         logger.info(
-            "domain B in %s: %d train and %d test tiles (%.1f tiles/s)",
-            args.output, result.written["train"], result.written["test"], total / max(result.seconds, 1e-9),
+            "domain B in %s: %d train, %d val and %d test tiles (%.1f tiles/s)",
+            args.output, result.written["train"], result.written["val"], result.written["test"],
+            total / max(result.seconds, 1e-9),
         )  # fmt: skip
 
     return run_script(job)

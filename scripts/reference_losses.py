@@ -13,7 +13,8 @@ Written from a description of the published version, not copied from it:
   variants: OpenCV's ``calcHist`` (the fastest form of that approach) and NumPy's
   ``histogramdd`` (about 0.3 s per histogram, the cost the published version was measured at).
 - colour variation: per image, SSIM (scikit-image, Gaussian window) between the gray of the
-  colourised image and the gray input, averaged over the batch.
+  colourised image and the gray input, averaged over the batch, on [-1, 1] images with a data
+  range of 2 (where SSIM's luminance term changes sign across mid-gray; ours uses [0, 1]).
 - ground truth: per image, a hard threshold of darkness (1 - luminance) at 0.5 scored by a
   clipped binary cross-entropy against the mask, averaged over the batch.
 """
@@ -94,8 +95,9 @@ def _numpy_hsv_histogram(rgb_uint8: np.ndarray) -> np.ndarray:
 def reference_color_variation_loss(colorized: torch.Tensor, gray: torch.Tensor) -> float:
     """``1 - (mean SSIM + 1) / 2`` of gray(colorized) against gray, SSIM per image by scikit-image.
 
-    The SSIM settings (Gaussian window of sigma 1.5, population covariances, data range 2 for
-    [-1, 1]) are those of :func:`models.improved_losses.ssim`, so the two agree in value.
+    Gaussian window of sigma 1.5, population covariances, and the images as they come, in
+    [-1, 1] with a data range of 2: the seed's form. :func:`models.improved_losses.structure_loss`
+    computes the same SSIM on [0, 1], where it means what it should.
     """
     colorized_images, gray_images = _to_numpy(colorized), _to_numpy(gray)
     similarities = [

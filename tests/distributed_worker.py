@@ -26,6 +26,7 @@ def main() -> None:
     setup_logging()
     opt = TrainOptions().parse(argv)
     dataset, model = create_dataset(opt), create_model(opt)
+    model.calibrate(dataset)
     distributed.init_process_group(model.context, model.device)
     try:
         train.train_model(opt, dataset, model)

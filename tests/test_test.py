@@ -20,24 +20,29 @@ def run(checkpoints: Path, name: str, results: Path, *extra: str) -> int:
     )
 
 
-def test_epoch_all_writes_every_saved_epoch(
+def test_epoch_all_writes_every_saved_epoch_of_the_val_and_test_splits(
     trained_experiment: tuple[Path, str], small_root: Path, tmp_path: Path
 ) -> None:
     checkpoints, name = trained_experiment
     assert run(checkpoints, name, tmp_path, "--epoch", "all") == 0  # no architecture flags needed
+    for split in ("val", "test"):  # the dataset has a valA: Stain_Evaluation chooses the epoch on it
+        stems = sorted(path.stem for path in (small_root / f"{split}A").iterdir())
+        for epoch in ("1", "2"):
+            folder = tmp_path / name / f"{split}_{epoch}"
+            expected = {f"{stem}_{visual}.png" for stem in stems for visual in ("real_A", "fake_B", "rec_A")}
+            assert {path.name for path in (folder / "images").iterdir()} == expected
+            page = (folder / "index.html").read_text()
+            assert all(f"images/{file}" in page for file in expected) and f"epoch {epoch} ({split})" in page
     stems = sorted(path.stem for path in (small_root / "testA").iterdir())
     for epoch in ("1", "2"):
         folder = tmp_path / name / f"test_{epoch}"
-        expected = {f"{stem}_{visual}.png" for stem in stems for visual in ("real_A", "fake_B", "rec_A")}
-        assert {path.name for path in (folder / "images").iterdir()} == expected
-        page = (folder / "index.html").read_text()
-        assert all(f"images/{file}" in page for file in expected)
         with Image.open(folder / "images" / f"{stems[0]}_fake_B.png") as fake:
             assert fake.mode == "RGB" and fake.size == (128, 128)
         with Image.open(folder / "images" / f"{stems[0]}_rec_A.png") as reconstruction:
             assert reconstruction.mode == "L"
     index = (tmp_path / name / "index.html").read_text()
     assert index.index("test_1/index.html") < index.index("test_2/index.html")
+    assert "val_1/index.html" in index
     fake_1 = np.asarray(Image.open(tmp_path / name / "test_1" / "images" / f"{stems[0]}_fake_B.png"))
     fake_2 = np.asarray(Image.open(tmp_path / name / "test_2" / "images" / f"{stems[0]}_fake_B.png"))
     assert not np.array_equal(fake_1, fake_2)  # each epoch's own weights were used
@@ -49,6 +54,12 @@ def test_num_test_and_test_model(trained_experiment: tuple[Path, str], tmp_path:
     assert run(checkpoints, name, tmp_path, "--model", "test", "--num_test", "2", "--eval") == 0
     files = sorted(path.name for path in (tmp_path / name / "test_latest" / "images").iterdir())
     assert len(files) == 4 and all(file.endswith(("_real_A.png", "_fake_B.png")) for file in files)
+
+
+def test_an_explicit_phase_translates_that_split_only(trained_experiment: tuple[Path, str], tmp_path: Path) -> None:
+    checkpoints, name = trained_experiment
+    assert run(checkpoints, name, tmp_path, "--phase", "val") == 0
+    assert [path.name for path in (tmp_path / name).glob("*_latest")] == ["val_latest"]
 
 
 def test_contradicting_flag_names_both_values(

@@ -41,6 +41,15 @@ class HTMLPage:
         with self.document:
             tags.p(text)
 
+    def add_list(self, items: list[str], title: str = "") -> None:
+        """A bulleted list, with an optional lead-in line."""
+        with self.document:
+            if title:
+                tags.p(title)
+            with tags.ul():
+                for item in items:
+                    tags.li(item)
+
     def add_link(self, text: str, href: str) -> None:
         with self.document:
             tags.p(tags.a(text, href=href))

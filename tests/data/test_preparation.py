@@ -24,8 +24,10 @@ def test_grid_covers_the_image_without_padding() -> None:
 
 def test_seeded_split_is_reproducible_and_sized() -> None:
     first = seeded_split(50, 0.2, seed=3)
-    assert first.sum() == 10 and np.array_equal(first, seeded_split(50, 0.2, seed=3))
+    assert (first == "test").sum() == 10 and np.array_equal(first, seeded_split(50, 0.2, seed=3))
     assert not np.array_equal(first, seeded_split(50, 0.2, seed=4))
+    with_val = seeded_split(50, 0.2, seed=3, val_fraction=0.1)
+    assert (with_val == "val").sum() == 5 and np.array_equal(with_val == "test", first == "test")
     with pytest.raises(ValueError, match="test_fraction"):
         seeded_split(5, 1.0, seed=0)
 

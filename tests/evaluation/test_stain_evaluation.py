@@ -13,16 +13,20 @@ import pytest
 
 from data.image_io import read_array, write_image
 from evaluation import Stain_Evaluation as stain_evaluation
+from evaluation.baselines import real_tiles_ignoring_input
+from evaluation.scoring import REAL_TILES
+from tests.helpers import demo_arrays
+from util.stain import estimate_stain_model
 
-Colorizer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Colorizer = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
+SPLITS = ("val", "test")
 
 
 def he_colours(demo_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Mean colours of the darkest and of the lightest half of real H&E pixels: nucleus, background."""
-    pixels = np.concatenate([read_array(path).reshape(-1, 3) for path in sorted((demo_root / "testB").glob("*.png"))])
-    luma = pixels @ np.array([0.299, 0.587, 0.114])
-    dark, light = luma < np.quantile(luma, 0.2), luma > np.quantile(luma, 0.5)
-    return pixels[dark].mean(axis=0), pixels[light].mean(axis=0)
+    """Mean colours of real nuclear and of real non-nuclear H&E pixels (by the stain model)."""
+    tiles = demo_arrays(demo_root / "trainB")
+    nuclear = estimate_stain_model(list(tiles)).nuclear(tiles)
+    return tiles[nuclear].mean(axis=0), tiles[~nuclear].mean(axis=0)
 
 
 def painted(mask: np.ndarray, nucleus: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -31,172 +35,252 @@ def painted(mask: np.ndarray, nucleus: np.ndarray, background: np.ndarray) -> np
 
 
 def make_results(root: Path, demo_root: Path, epochs: dict[str, Colorizer]) -> Path:
-    """``root/test_<label>/images/<stem>_{real_A,fake_B}.png`` for every demo test crop."""
-    for label, colorize in epochs.items():
-        images = root / f"test_{label}" / "images"
-        images.mkdir(parents=True)
-        for path in sorted((demo_root / "testA").glob("*.png")):
-            real_A = read_array(path)
-            mask = read_array(demo_root / "testA_GT" / path.name) > 0
-            write_image(images / f"{path.stem}_real_A.png", real_A)
-            write_image(images / f"{path.stem}_fake_B.png", colorize(real_A, mask))
+    """``root/<split>_<label>/images/<stem>_{real_A,fake_B}.png`` for every demo val and test crop."""
+    for split in SPLITS:
+        for label, colorize in epochs.items():
+            images = root / f"{split}_{label}" / "images"
+            images.mkdir(parents=True)
+            for path in sorted((demo_root / f"{split}A").glob("*.png")):
+                real_A = read_array(path)
+                mask = read_array(demo_root / f"{split}A_GT" / path.name) > 0
+                write_image(images / f"{path.stem}_real_A.png", real_A)
+                write_image(images / f"{path.stem}_fake_B.png", colorize(path.stem, real_A, mask))
     return root
 
 
 @pytest.fixture(scope="module")
-def three_epochs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Epoch 1: gray, no colour. Epoch 2: H&E colours exactly on the mask. Epoch 3: the same colours, nuclei misplaced."""
+def four_epochs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1: gray. 2: real nucleus colour exactly on the mask (faithful, realistic). 3: real H&E that
+    ignores the input (only realistic). 4: epoch 2's colours with the nuclei moved."""
     nucleus, background = he_colours(demo_root)
+    tiles = list(demo_arrays(demo_root / "trainB"))
     epochs: dict[str, Colorizer] = {
-        "1": lambda real_A, mask: np.repeat(real_A[:, :, None], 3, axis=2),
-        "2": lambda real_A, mask: painted(mask, nucleus, background),
-        "3": lambda real_A, mask: painted(np.roll(mask, (40, 50), axis=(0, 1)), nucleus, background),
+        "1": lambda stem, real_A, mask: np.repeat(real_A[:, :, None], 3, axis=2),
+        "2": lambda stem, real_A, mask: painted(mask, nucleus, background),
+        "3": lambda stem, real_A, mask: real_tiles_ignoring_input([f"other {stem}"], [real_A.shape], tiles)[0],
+        "4": lambda stem, real_A, mask: painted(np.roll(mask, (40, 50), axis=(0, 1)), nucleus, background),
     }
     return make_results(tmp_path_factory.mktemp("results") / "synthetic", demo_root, epochs)
 
 
-def run(results: Path, demo_root: Path, out: Path, *extra: str) -> int:
-    arguments = ["--results_dir", str(results), "--dataroot", str(demo_root), "--out", str(out)]
+def run(results: Path, dataroot: Path, out: Path, *extra: str) -> int:
+    arguments = ["--results_dir", str(results), "--dataroot", str(dataroot), "--out", str(out), "--workers", "1"]
     return stain_evaluation.main([*arguments, *extra])
 
 
-def test_the_epoch_built_to_be_best_is_picked(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run(three_epochs, demo_root, tmp_path) == 0
-    scores = json.loads((tmp_path / "scores.json").read_text())
-    labels = [row["label"] for row in scores]
-    assert labels == ["1", "2", "3", "baseline: gray input", "baseline: Beer-Lambert"]
-    by_label = {row["label"]: row for row in scores}
-    assert [row["label"] for row in scores if row["best"]] == ["2"]
-    assert by_label["2"]["dice"] > 0.95 and by_label["3"]["dice"] < 0.5
-    assert by_label["2"]["hsv_correlation"] > by_label["1"]["hsv_correlation"]
-    printed = capsys.readouterr().out
-    assert "best epoch: 2" in printed and "* 2" in printed
+def scores_by(out: Path) -> dict[tuple[str, str], dict]:
+    return {(row["split"], row["label"]): row for row in json.loads((out / "scores.json").read_text())}
 
 
-def test_every_output_is_written_and_the_report_links_real_files(
-    three_epochs: Path, demo_root: Path, tmp_path: Path
-) -> None:
-    assert run(three_epochs, demo_root, tmp_path) == 0
-    with open(tmp_path / "scores.csv", newline="") as table:
+@pytest.fixture(scope="module")
+def evaluated(four_epochs: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("evaluation")
+    assert run(four_epochs, demo_root, out) == 0
+    return out
+
+
+def test_the_faithful_and_realistic_epoch_beats_the_only_realistic_one(evaluated: Path) -> None:
+    scores = scores_by(evaluated)
+    assert {label for (split, label), row in scores.items() if row["chosen"]} == {"2"}
+    realistic_only, faithful = scores[("val", "3")], scores[("val", "2")]
+    assert realistic_only["lab_swd"] < faithful["lab_swd"]  # it IS more realistic...
+    assert not realistic_only["passes_guards"] and "nucleus F1" in realistic_only["failed_guards"]
+    assert faithful["passes_guards"] and faithful["nucleus_f1"] > 0.95
+    assert not scores[("val", "4")]["passes_guards"] and not scores[("val", "1")]["passes_guards"]
+    selection = json.loads((evaluated / "selection.json").read_text())
+    assert selection["chosen"] == "2" and selection["chosen_on"] == "val"
+    assert selection["test_scores"]["nucleus_f1"] == scores[("test", "2")]["nucleus_f1"]
+    assert set(selection["stain_model"]) >= {"hematoxylin", "eosin", "nucleus_threshold"}
+
+
+def test_the_input_ignoring_row_fails_the_guards_on_every_split(evaluated: Path) -> None:
+    scores = scores_by(evaluated)
+    for split in SPLITS:
+        sanity = scores[(split, REAL_TILES)]
+        assert not sanity["passes_guards"]
+        assert sanity["nucleus_f1"] < 0.1 and sanity["invented_area"] > 0.1 and sanity["structure_spearman"] < 0.2
+        assert sanity["hsv_correlation"] > 0.5  # while looking like real H&E
+
+
+def test_only_the_chosen_epoch_is_scored_on_test(evaluated: Path) -> None:
+    scores = scores_by(evaluated)
+    test_rows = sorted(label for split, label in scores if split == "test")
+    assert test_rows == sorted(
+        ["2", "baseline: gray input", "baseline: Beer-Lambert", "baseline: lookup table", REAL_TILES]
+    )
+    assert {label for split, label in scores if split == "val"} >= {"1", "2", "3", "4"}
+
+
+def test_per_image_metrics_have_intervals_and_per_image_rows(evaluated: Path) -> None:
+    with open(evaluated / "scores.csv", newline="") as table:
         rows = list(csv.DictReader(table))
-    assert len(rows) == 5 and rows[1]["best"] == "True" and float(rows[1]["composite_rank"]) >= 1.0
-    with open(tmp_path / "per_image.csv", newline="") as table:
+    epoch_3 = next(row for row in rows if row["split"] == "val" and row["label"] == "3")
+    low, value, high = (
+        float(epoch_3[key]) for key in ("invented_area_ci_low", "invented_area", "invented_area_ci_high")
+    )
+    assert low <= value <= high and high > low
+    with open(evaluated / "per_image.csv", newline="") as table:
         per_image = list(csv.DictReader(table))
-    assert len(per_image) == 5 * 7 and {row["label"] for row in per_image} >= {"1", "2", "3"}
-    assert read_array(tmp_path / "metrics_vs_epoch.png").ndim == 3
-    page = (tmp_path / "report.html").read_text()
-    assert "Epoch 2 is the best epoch" in page and "metrics_vs_epoch.png" in page
+    assert sum(row["split"] == "val" and row["label"] == "2" for row in per_image) == 5
+    assert sum(row["split"] == "test" and row["label"] == "2" for row in per_image) == 7
+
+
+def test_the_report_shows_both_axes_the_guards_and_real_files(evaluated: Path) -> None:
+    page = (evaluated / "report.html").read_text()
+    assert "Epoch 2 is chosen on the val split" in page
+    assert "realism: " in page and "faithfulness: " in page and "Faithfulness guards" in page
+    assert "realism_vs_faithfulness.png" in page and "lookup table" in page
     linked = [part.split('"')[0] for part in page.split('src="')[1:]]
-    assert len(linked) > 10 and all((tmp_path / link).is_file() for link in linked)
-    assert any(link.endswith("_outline.png") for link in linked)
+    assert len(linked) > 20 and all((evaluated / link).is_file() for link in linked)
+    for plot in ("realism_vs_faithfulness.png", "metrics_vs_epoch.png"):
+        assert read_array(evaluated / plot).ndim == 3
 
 
-def test_missing_test_folders_say_to_run_test_py(
-    tmp_path: Path, demo_root: Path, caplog: pytest.LogCaptureFixture
+def test_scores_do_not_depend_on_the_number_of_workers(
+    four_epochs: Path, demo_root: Path, evaluated: Path, tmp_path: Path
 ) -> None:
+    assert run(four_epochs, demo_root, tmp_path / "two", "--workers", "2") == 0
+    assert (tmp_path / "two" / "scores.json").read_text() == (evaluated / "scores.json").read_text()
+
+
+def test_renaming_and_reordering_the_files_keeps_the_choice(four_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
+    """Every stem renamed so that the listing order reverses, in the results and the masks alike."""
+    data, results = tmp_path / "data", tmp_path / "results"
+    shutil.copytree(demo_root, data)
+    shutil.copytree(four_epochs, results)
+    for split in SPLITS:
+        stems = sorted(path.stem for path in (data / f"{split}A_GT").glob("*.png"))
+        renamed = {stem: f"{len(stems) - index:03d}_{stem}" for index, stem in enumerate(stems)}
+        for stem, new in renamed.items():
+            (data / f"{split}A_GT" / f"{stem}.png").rename(data / f"{split}A_GT" / f"{new}.png")
+            for folder in results.glob(f"{split}_*/images"):
+                for visual in ("real_A", "fake_B"):
+                    (folder / f"{stem}_{visual}.png").rename(folder / f"{new}_{visual}.png")
+    assert run(results, data, tmp_path / "out") == 0
+    scores = scores_by(tmp_path / "out")
+    assert {label for (split, label), row in scores.items() if row["chosen"]} == {"2"}
+    assert scores[("val", "2")]["nucleus_f1"] == 1.0
+
+
+def test_without_a_validation_split_the_choice_falls_back_to_test_and_says_so(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, results = tmp_path / "data", tmp_path / "results"
+    for folder in ("trainA", "trainB", "testA", "testA_GT", "testB"):  # a layout from before the val split
+        shutil.copytree(demo_root / folder, data / folder)
+    for folder in four_epochs.glob("test_*"):
+        shutil.copytree(folder, results / folder.name)
+    assert run(results, data, tmp_path / "out") == 0
+    assert "CHOSEN ON THE TEST SPLIT" in caplog.text and "no validation split" in caplog.text
+    selection = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert selection["chosen"] == "2" and selection["chosen_on"] == "test"
+    assert "CHOSEN ON THE TEST SPLIT" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_results_without_val_folders_but_data_with_them_ask_to_rerun_test_py(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    for folder in four_epochs.glob("test_*"):
+        shutil.copytree(folder, results / folder.name)
+    assert run(results, demo_root, tmp_path / "out") == 0
+    assert "has no val_<epoch> folders; run python test.py --name <experiment> --epoch all again" in caplog.text
+
+
+def test_val_masks_missing_or_mismatched_are_named(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(demo_root, data)
+    masks = sorted((data / "valA_GT").glob("*.png"))
+    masks[0].unlink()
+    write_image(masks[1], np.zeros((64, 64), np.uint8))
+    assert run(four_epochs, data, tmp_path / "out") == 0
+    assert f"val epoch 2: 1 images without a mask, scored without the nucleus metrics: {masks[0].stem}" in caplog.text
+    assert f"val epoch 2: 1 images skipped (size differs): {masks[1].stem}" in caplog.text
+    shutil.rmtree(data / "valA_GT")
+    assert run(four_epochs, data, tmp_path / "none") == 0
+    assert "The validation split has no masks (valA_GT)" in caplog.text
+
+
+@pytest.mark.parametrize("flag", ["--guard_f1_margin", "--max_invented_area", "--min_structure"])
+def test_guards_out_of_range_are_refused_by_the_command_line(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(four_epochs, demo_root, tmp_path / "out", flag, "1.5")
+    assert exit_info.value.code == 2 and flag in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_reference_folders_are_refused(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(four_epochs, demo_root, tmp_path / "out", "--val_reference_dir", str(empty)) == 1
+    assert "contains no images" in caplog.text
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    shutil.copy(sorted((demo_root / "testA").glob("*.png"))[0], gray / "tile.png")
+    assert run(four_epochs, demo_root, tmp_path / "out", "--val_reference_dir", str(gray)) == 1
+    assert "is not RGB" in caplog.text
+    gray_rgb = tmp_path / "gray_rgb"
+    write_image(gray_rgb / "tile.png", np.repeat(read_array(gray / "tile.png")[:, :, None], 3, axis=2))
+    assert run(four_epochs, demo_root, tmp_path / "out", "--stain_reference", str(gray_rgb)) == 1
+    assert "cannot estimate stain vectors" in caplog.text and "--stain_reference" in caplog.text
+
+
+def test_missing_results_say_to_run_test_py(tmp_path: Path, demo_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "results").mkdir()
     assert run(tmp_path / "results", demo_root, tmp_path / "out") == 1
     assert "test.py --name <experiment> --epoch all" in caplog.text
 
 
-def test_images_without_input_or_of_another_size_are_skipped_and_counted(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    results = tmp_path / "results"
-    shutil.copytree(three_epochs, results)
-    images = results / "test_2" / "images"
-    stems = sorted(path.name.removesuffix("_real_A.png") for path in images.glob("*_real_A.png"))
-    (images / f"{stems[0]}_real_A.png").unlink()
-    write_image(images / f"{stems[1]}_fake_B.png", np.zeros((64, 64, 3), np.uint8))
-    assert run(results, demo_root, tmp_path / "out") == 0
-    assert "epoch 2: 1 images skipped (no real_A)" in caplog.text
-    assert "epoch 2: 1 images skipped (size differs)" in caplog.text
-    with open(tmp_path / "out" / "per_image.csv", newline="") as table:
-        assert sum(row["label"] == "2" for row in csv.DictReader(table)) == 5
-
-
-def test_bad_reference_folders_are_refused(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert run(three_epochs, demo_root, tmp_path / "out", "--reference_dir", str(empty)) == 1
-    assert "contains no images" in caplog.text
-    gray = tmp_path / "gray"
-    gray.mkdir()
-    shutil.copy(sorted((demo_root / "testA").glob("*.png"))[0], gray / "tile.png")
-    assert run(three_epochs, demo_root, tmp_path / "out", "--reference_dir", str(gray)) == 1
-    assert "is not RGB" in caplog.text
-
-
-def test_weights_change_the_choice_and_bad_weights_are_refused(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    colour_only = "dice=0,ssim=0,lab_swd=0,hematoxylin_w1=0,eosin_w1=0,hsv_correlation=1"
-    assert run(three_epochs, demo_root, tmp_path / "out", "--weights", colour_only) == 0
-    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
-    assert [row["label"] for row in scores if row["best"]] == ["2"]  # 2 and 3 share their colours: the tie goes low
-    assert run(three_epochs, demo_root, tmp_path / "bad", "--weights", "sharpness=2") == 1
-    assert "unknown metric 'sharpness'" in caplog.text
-
-
-def test_images_without_a_mask_are_scored_without_nuclei_metrics(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    dataroot = tmp_path / "data"
-    shutil.copytree(demo_root / "testA_GT", dataroot / "testA_GT")
-    shutil.copytree(demo_root / "testB", dataroot / "testB")
-    missing = sorted((dataroot / "testA_GT").glob("*.png"))[0]
-    missing.unlink()
-    assert run(three_epochs, dataroot, tmp_path / "out") == 0
-    assert "epoch 2: 1 images skipped (no mask)" not in caplog.text  # counted, but not skipped:
-    assert "epoch 2: 1 images without a mask" in caplog.text
-    with open(tmp_path / "out" / "per_image.csv", newline="") as table:
-        rows = [row for row in csv.DictReader(table) if row["label"] == "2"]
-    assert len(rows) == 7
-    assert [row["dice"] for row in rows if row["image"] == missing.stem] == [""]
-
-
-def test_scores_do_not_depend_on_the_number_of_workers(three_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
-    assert run(three_epochs, demo_root, tmp_path / "one", "--workers", "1") == 0
-    assert run(three_epochs, demo_root, tmp_path / "two", "--workers", "2") == 0
-    assert (tmp_path / "one" / "scores.json").read_text() == (tmp_path / "two" / "scores.json").read_text()
-
-
-def test_inception_weights_add_fid_and_kid_to_every_row(
-    three_epochs: Path,
+def test_fid_and_kid_need_enough_images_and_never_cost_the_other_scores(
+    four_epochs: Path,
     demo_root: Path,
     random_inception_weights: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     results = tmp_path / "results"
-    for label in ("1", "2"):  # two epochs keep the CPU Inception passes short
-        shutil.copytree(three_epochs / f"test_{label}", results / f"test_{label}")
-    extra = ("--inception_weights", str(random_inception_weights), "--gpu_ids", "-1", "--workers", "1")
-    assert run(results, demo_root, tmp_path / "out", *extra) == 0
-    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
-    assert len(scores) == 4
-    for row in scores:
-        assert np.isfinite(row["fid"]) and row["fid"] >= 0 and np.isfinite(row["kid"]), row
-    fid = {row["label"]: row["fid"] for row in scores}
-    assert fid["1"] == fid["baseline: gray input"]  # epoch 1 is the gray input itself: the same images
-    assert len({fid["1"], fid["2"], fid["baseline: Beer-Lambert"]}) == 3
-    header = capsys.readouterr().out.splitlines()[0]
-    assert "fid" in header and "kid" in header
+    for split in SPLITS:
+        for label in ("1", "2"):  # two epochs keep the CPU Inception passes short
+            shutil.copytree(four_epochs / f"{split}_{label}", results / f"{split}_{label}")
+    weights = ("--inception_weights", str(random_inception_weights), "--gpu_ids", "-1")
+    assert run(results, demo_root, tmp_path / "few", *weights) == 0
+    assert "FID/KID not computed on the val split: 5 colorized and 5 real images, at least 50" in caplog.text
+    few = scores_by(tmp_path / "few")
+    assert all(row["fid"] is None for row in few.values()) and few[("val", "2")]["nucleus_f1"] == 1.0
+    assert run(results, demo_root, tmp_path / "out", *weights, "--min_inception_images", "5") == 0
+    scores = scores_by(tmp_path / "out")
+    for (split, label), row in scores.items():
+        assert np.isfinite(row["fid"]) and row["fid"] >= 0 and np.isfinite(row["kid"]), (split, label)
+    assert scores[("val", "1")]["fid"] == pytest.approx(scores[("val", "baseline: gray input")]["fid"])
 
 
-def test_without_inception_weights_fid_is_a_note_and_bad_weights_fail_first(
-    three_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_bad_inception_weights_fail_before_any_scoring(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(three_epochs, demo_root, tmp_path / "out") == 0
-    assert "FID/KID not computed" in caplog.text and "--inception_weights PATH" in caplog.text
-    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
-    assert all(row["fid"] is None and row["kid"] is None for row in scores)
-    assert "fid" not in (tmp_path / "out" / "report.html").read_text().split("<table")[1].split("</tr>")[0]
     missing = tmp_path / "nowhere.pth"
-    assert run(three_epochs, demo_root, tmp_path / "bad", "--inception_weights", str(missing)) == 1
+    assert run(four_epochs, demo_root, tmp_path / "bad", "--inception_weights", str(missing)) == 1
     assert f"Inception weights {missing} not found" in caplog.text
-    assert not (tmp_path / "bad").exists()  # refused before any scoring
+    assert not (tmp_path / "bad").exists()
+
+
+def test_when_no_epoch_passes_the_closest_is_named_and_shown_on_test_as_failing(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    for split in SPLITS:
+        for label in ("1", "3", "4"):  # gray, input-ignoring, misplaced: none is faithful and coloured
+            shutil.copytree(four_epochs / f"{split}_{label}", results / f"{split}_{label}")
+    assert run(results, demo_root, tmp_path / "out") == 0
+    selection = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert selection["chosen"] is None and selection["closest"] == selection["test_epoch"] in ("1", "3", "4")
+    scores = scores_by(tmp_path / "out")
+    reported = scores[("test", selection["closest"])]
+    assert not reported["chosen"] and not reported["passes_guards"]
+    assert "No epoch passes the faithfulness guards" in capsys.readouterr().out
+    assert "FAILS the guards; for comparison only" in (tmp_path / "out" / "report.html").read_text()

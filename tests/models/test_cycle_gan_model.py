@@ -22,8 +22,10 @@ def make_model(dataroot: Path, checkpoints: Path, *extra: str) -> tuple[CycleGAN
     opt = TrainOptions().parse(train_arguments(dataroot, checkpoints, "unit", *extra))
     torch.manual_seed(0)
     model = create_model(opt)
+    dataset = create_dataset(opt)
+    model.calibrate(dataset)
     model.setup()
-    batch = default_collate([create_dataset(opt)[(index, index)] for index in range(2)])
+    batch = default_collate([dataset[(index, index)] for index in range(2)])
     return model, batch
 
 

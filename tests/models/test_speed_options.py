@@ -29,7 +29,7 @@ def test_mixed_precision_trains_a_step_with_finite_losses(amp: str, small_root: 
     assert model.visuals["fake_B"].dtype == model.amp_dtype  # the forward really ran in reduced precision
     assert model.scaler.is_enabled() == (amp == "fp16")
     losses = model.current_losses()
-    assert {"GT_fake", "HSV_fake", "CV_fake"} <= losses.keys()
+    assert {"GT_fake", "color_fake", "structure_fake"} <= losses.keys()
     assert all(math.isfinite(value) for value in losses.values()), losses
     assert steps < 30, "the generator never changed"
 

@@ -21,10 +21,10 @@ def copy_side(demo_root: Path, destination: Path, folders: tuple[str, ...]) -> P
 
 @pytest.fixture
 def sides(demo_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    a_side = copy_side(demo_root, tmp_path / "A", ("trainA", "testA", "trainA_GT", "testA_GT"))
+    a_side = copy_side(demo_root, tmp_path / "A", ("trainA", "valA", "testA", "trainA_GT", "valA_GT", "testA_GT"))
     (a_side / "preparation.json").write_text(json.dumps({"command": "prepare_ctc", "size": 128}))
     (a_side / "manifest.csv").write_text("file,split\n")
-    b_side = copy_side(demo_root, tmp_path / "B", ("trainB", "testB"))
+    b_side = copy_side(demo_root, tmp_path / "B", ("trainB", "valB", "testB"))
     return a_side, b_side
 
 
@@ -34,7 +34,7 @@ def test_both_sides_become_one_checked_dataroot(
     a_side, b_side = sides
     output = tmp_path / "dataroot"
     assert main(["--a_side", str(a_side), "--b_side", str(b_side), "--output", str(output)]) == 0
-    for folder, side in (("trainA", a_side), ("testA_GT", a_side), ("trainB", b_side)):
+    for folder, side in (("trainA", a_side), ("testA_GT", a_side), ("valA_GT", a_side), ("valB", b_side)):
         names = sorted(path.name for path in (side / folder).iterdir())
         assert sorted(path.name for path in (output / folder).iterdir()) == names
         assert (output / folder / names[0]).read_bytes() == (side / folder / names[0]).read_bytes()
@@ -44,6 +44,19 @@ def test_both_sides_become_one_checked_dataroot(
     table = capsys.readouterr().out
     assert "trainA_GT" in table and "128x128" in table
     assert main(["--check", str(output)]) == 0
+
+
+def test_sides_without_a_validation_split_still_assemble_with_a_warning(
+    sides: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_side, b_side = sides
+    shutil.rmtree(b_side / "valB")
+    output = tmp_path / "dataroot"
+    assert main(["--a_side", str(a_side), "--b_side", str(b_side), "--output", str(output)]) == 0
+    assert "no complete validation split" in caplog.text and (output / "valA").is_dir()
+    shutil.rmtree(a_side / "valA_GT")
+    assert main(["--a_side", str(a_side), "--b_side", str(b_side), "--output", str(tmp_path / "two")]) == 1
+    assert "valA has no masks" in caplog.text
 
 
 def test_a_missing_mask_is_listed_and_nothing_is_written(

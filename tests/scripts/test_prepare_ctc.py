@@ -63,10 +63,13 @@ def test_crops_masks_and_manifest_from_a_folder(ctc: Path, tmp_path: Path, caplo
     output = tmp_path / "A"
     assert main([str(ctc), "--output", str(output), "--truth", "silver", "--invert"]) == 0
     rows = manifest(output)
-    # 512x512 frames, 128 grid: 16 crops a frame; 3 frames of 01 for training, 3 of 02 for testing.
-    assert sum(row["split"] == "train" for row in rows) == 48 == len(list((output / "trainA").iterdir()))
+    # 512x512 frames, 128 grid: 16 crops a frame; frames 0-1 of 01 train, its last frame (a fifth of
+    # three, rounded) validates, the 3 frames of 02 test.
+    assert sum(row["split"] == "train" for row in rows) == 32 == len(list((output / "trainA").iterdir()))
+    assert sum(row["split"] == "val" for row in rows) == 16 == len(list((output / "valA_GT").iterdir()))
     assert sum(row["split"] == "test" for row in rows) == 48 == len(list((output / "testA_GT").iterdir()))
-    assert {row["sequence"] for row in rows if row["split"] == "train"} == {"01"}
+    assert {row["sequence"] for row in rows if row["split"] in ("train", "val")} == {"01"}
+    assert {row["frame"] for row in rows if row["split"] == "val"} == {"2"}
     labels = tifffile.imread(SOURCES / "labels.tif")
     frame = tifffile.imread(ctc / "02" / "t002.tif")
     normalised = IntensityNormalisation(invert=True).apply(frame)
@@ -77,7 +80,7 @@ def test_crops_masks_and_manifest_from_a_folder(ctc: Path, tmp_path: Path, caplo
     expected = np.roll(labels, 7 * 2 + 50, axis=1)[y : y + 128, x : x + 128] > 0
     np.testing.assert_array_equal(mask, np.where(expected, 255, 0))
     assert crop[mask > 0].mean() < crop[mask == 0].mean() - 50  # inverted: nuclei are dark
-    assert "train: 48 crops" in caplog.text and "test: 48 crops" in caplog.text
+    assert "train: 32 crops" in caplog.text and "val: 16 crops" in caplog.text and "test: 48 crops" in caplog.text
 
 
 def test_a_zip_gives_the_same_dataset_as_its_folder(ctc: Path, tmp_path: Path) -> None:
@@ -99,6 +102,18 @@ def test_gold_truth_uses_only_annotated_frames_and_counts_the_rest(
     assert main([str(ctc), "--output", str(tmp_path / "A"), "--truth", "gold"]) == 0
     assert {(row["sequence"], row["frame"]) for row in manifest(tmp_path / "A")} == {("01", "1"), ("02", "1")}
     assert "sequence 01: 1 frames with truth, 2 without (skipped)" in caplog.text
+    # One training frame cannot also validate: no valA, and the log says what that means.
+    assert not (tmp_path / "A" / "valA").exists() and "no validation crops" in caplog.text
+
+
+def test_val_frames_pick_the_validation_frames(ctc: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert main([str(ctc), "--output", str(tmp_path / "A"), "--truth", "silver", "--val_frames", "0-0"]) == 0
+    rows = manifest(tmp_path / "A")
+    assert {(row["sequence"], row["frame"]) for row in rows if row["split"] == "val"} == {("01", "0")}
+    assert {(row["sequence"], row["frame"]) for row in rows if row["split"] == "train"} == {("01", "1"), ("01", "2")}
+    output = str(tmp_path / "B")
+    assert main([str(ctc), "--output", output, "--truth", "silver", "--val_frames", "0-2"]) == 1
+    assert "leaves no frame for train" in caplog.text
 
 
 def test_split_by_frames_never_shares_a_frame(ctc: Path, tmp_path: Path) -> None:

@@ -66,7 +66,9 @@ def manifest(output: Path) -> list[dict[str, str]]:
 
 
 def tiles(output: Path) -> dict[str, list[str]]:
-    return {split: sorted(path.name for path in (output / f"{split}B").glob("*.png")) for split in ("train", "test")}
+    return {
+        split: sorted(path.name for path in (output / f"{split}B").glob("*.png")) for split in ("train", "val", "test")
+    }
 
 
 def test_slide_is_a_pyramid_that_openslide_reads(slide: Path) -> None:
@@ -84,7 +86,8 @@ def test_tissue_tiles_split_by_seed_with_manifest(slide: Path, tmp_path: Path) -
     count = len(rows)
     # 10 x 6 candidate tiles of 128 px; the tissue covers about 7 x 4 of them.
     assert 20 <= count <= 40
-    assert len(written["test"]) == round(count * 0.25) and len(written["train"]) == count - len(written["test"])
+    assert len(written["test"]) == round(count * 0.25) and len(written["val"]) == round(count * 0.1)
+    assert len(written["train"]) == count - len(written["test"]) - len(written["val"])
     assert sorted(row["file"] for row in rows) == sorted(
         f"{split}B/{name}" for split, names in written.items() for name in names
     )
@@ -112,7 +115,7 @@ def test_same_seed_same_tiles_other_seed_other_split(slide: Path, tmp_path: Path
         runs[name] = tiles(output)
     assert runs["first"] == runs["again"]
     assert runs["first"] != runs["other"]
-    assert len(runs["first"]["train"]) + len(runs["first"]["test"]) == 12
+    assert sum(len(names) for names in runs["first"].values()) == 12
     first = (tmp_path / "first" / "trainB" / runs["first"]["train"][0]).read_bytes()
     assert first == (tmp_path / "again" / "trainB" / runs["first"]["train"][0]).read_bytes()
 
@@ -229,6 +232,7 @@ def test_output_with_data_needs_overwrite(slide: Path, tmp_path: Path, caplog: p
     assert [path.name for path in output.iterdir()] == ["notes.txt"]
     assert (output / "notes.txt").read_text(encoding="utf-8") == "earlier run"
     assert main([str(slide), "--output", str(output), "--max_tiles", "5", "--overwrite"]) == 0
+    # 5 tiles: one for testB, none for valB (a tenth of 5 rounds to 0).
     assert sorted(path.name for path in output.iterdir()) == ["manifest.csv", "preparation.json", "testB", "trainB"]
     assert len(manifest(output)) == 5
 

@@ -12,6 +12,9 @@ the loss and the evaluation agree on every pixel.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,19 +39,27 @@ def optical_density(rgb: torch.Tensor) -> torch.Tensor:
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """CIELAB (D65 white) of (N, 3, H, W) sRGB in [-1, 1]: (N, 3, H, W) with L* in [0, 100].
 
-    The conversion of ``skimage.color.rgb2lab``: sRGB decoding, the sRGB-to-XYZ matrix, and the
-    CIE f(t), whose linear part near black keeps the gradient finite.
+    The conversion of ``skimage.color.rgb2lab`` (see :func:`pixels_to_lab`).
+    """
+    return pixels_to_lab(rgb.movedim(1, -1)).movedim(-1, 1)
+
+
+def pixels_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """CIELAB of sRGB colours (..., 3) in [-1, 1]: (..., 3).
+
+    sRGB decoding, the sRGB-to-XYZ matrix, and the CIE f(t), whose linear part near black keeps
+    the gradient finite: the conversion of ``skimage.color.rgb2lab``.
     """
     unit = to_unit_range(rgb)
     linear = torch.where(unit > 0.04045, ((unit + 0.055) / 1.055).clamp(min=1e-8) ** 2.4, unit / 12.92)
     matrix = linear.new_tensor(_XYZ_FROM_RGB) / linear.new_tensor(_D65_WHITE)[:, None]
-    xyz = torch.einsum("kc,nchw->nkhw", matrix, linear)
+    xyz = linear @ matrix.T
     cube_limit = (6.0 / 29.0) ** 3
     f = torch.where(
         xyz > cube_limit, xyz.clamp(min=cube_limit) ** (1.0 / 3.0), xyz / (3.0 * (6.0 / 29.0) ** 2) + 4.0 / 29.0
     )
-    fx, fy, fz = f.unbind(dim=1)
-    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
+    fx, fy, fz = f.unbind(dim=-1)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-1)
 
 
 _XYZ_FROM_RGB = (
@@ -221,52 +232,138 @@ color_variation_loss = structure_loss
 
 
 # -- colour ---------------------------------------------------------------------------------------
-def sliced_wasserstein(samples: torch.Tensor, reference: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """Sliced Wasserstein-1 distance between two equal-sized point sets (S, D): a scalar in their units.
+@dataclass(frozen=True)
+class SlicedDistribution:
+    """A distribution of points (colours) as its quantiles along fixed unit directions, computed once.
 
-    Both are projected on the unit ``directions`` (P, D); per direction the W1 of two equal-sized
-    1-D samples is the mean gap between their sorted values. Unlike a histogram distance it has a
-    gradient wherever the sets differ, however far apart they are.
+    ``directions`` (P, D); ``quantiles`` (P, S), each row ascending: the values of the projections
+    at the levels ``(i + 0.5) / S``, so S samples are compared with it without interpolating.
+    The reference side is never recomputed; a step sorts only its own samples.
     """
-    first = torch.sort(samples @ directions.T, dim=0).values
-    second = torch.sort(reference @ directions.T, dim=0).values
-    return (first - second).abs().mean()
+
+    directions: torch.Tensor
+    quantiles: torch.Tensor
+
+    @classmethod
+    def of(cls, points: torch.Tensor, directions: torch.Tensor, levels: int) -> SlicedDistribution:
+        """The quantiles of (R, D) ``points`` at ``levels`` levels along (P, D) unit ``directions``."""
+        projections = torch.sort(directions @ points.T.to(directions.dtype), dim=1).values
+        position = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * len(points) - 0.5).clamp(
+            0.0, len(points) - 1.0
+        )
+        below = position.floor().long()
+        above = (below + 1).clamp(max=len(points) - 1)
+        fraction = (position - below).to(projections.dtype)
+        return cls(directions, projections[:, below] * (1.0 - fraction) + projections[:, above] * fraction)
+
+    @property
+    def levels(self) -> int:
+        return self.quantiles.shape[1]
+
+    def to(self, device: torch.device | str) -> SlicedDistribution:
+        return SlicedDistribution(self.directions.to(device), self.quantiles.to(device))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"directions": self.directions.cpu(), "quantiles": self.quantiles.cpu()}
 
 
-def color_loss(
-    image: torch.Tensor,
-    mask: torch.Tensor | None,
-    nucleus_colors: torch.Tensor,
-    tissue_colors: torch.Tensor,
-    *,
-    projections: int = 64,
-    samples: int = 2048,
-) -> torch.Tensor:
+def sphere_directions(count: int) -> torch.Tensor:
+    """(count, 3) unit vectors spread evenly over a hemisphere (a Fibonacci lattice), float32.
+
+    A direction and its opposite give the same 1-D Wasserstein distance, so a hemisphere covers
+    every slice; an even spread needs fewer directions than random ones for the same coverage.
+    """
+    index = torch.arange(count, dtype=torch.float64) + 0.5
+    height = 1.0 - index / count  # z in (0, 1): the upper hemisphere
+    radius = torch.sqrt(1.0 - height**2)
+    angle = index * torch.pi * (3.0 - 5.0**0.5)  # the golden angle
+    return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), height], dim=1).float()
+
+
+def sliced_wasserstein(samples: torch.Tensor, reference: SlicedDistribution) -> torch.Tensor:
+    """Sliced Wasserstein-1 distance between (S, D) ``samples`` and a :class:`SlicedDistribution` of S levels.
+
+    Along each direction the sorted projections of the samples are compared with the reference's
+    quantiles; the mean gap is the 1-D W1, and the result its mean over the directions. Unlike a
+    histogram distance it has a gradient wherever the two differ, however far apart they are.
+    """
+    if len(samples) != reference.levels:
+        raise ValueError(f"{len(samples)} samples for a reference of {reference.levels} levels")
+    projections = reference.directions.to(samples.dtype) @ samples.T  # (P, S)
+    ordered = projections.gather(1, _argsort_rows(projections.detach()))
+    return (ordered - reference.quantiles.to(samples.dtype)).abs().mean()
+
+
+def _argsort_rows(values: torch.Tensor) -> torch.Tensor:
+    """The order of each row of a detached (P, S) tensor. On a CPU NumPy's sort: torch 2.14's CPU sort
+    took 6.7 ms for 64 rows of 2048 floats on the project's machine, NumPy's 0.19 ms; GPUs sort in torch."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.argsort(values.numpy(), axis=1))
+    return torch.argsort(values, dim=1)
+
+
+@dataclass(frozen=True)
+class ColorReference:
+    """The CIELAB colours of a target domain, computed once: of its nuclear pixels, its non-nuclear
+    pixels, and all of them, each a :class:`SlicedDistribution` along the same directions."""
+
+    nuclei: SlicedDistribution
+    tissue: SlicedDistribution
+    whole: SlicedDistribution
+
+    @classmethod
+    def of(
+        cls, nucleus_colors: torch.Tensor, tissue_colors: torch.Tensor, projections: int = 32, samples: int = 1024
+    ) -> ColorReference:
+        """From (R, 3) and (Q, 3) CIELAB colours; ``projections`` directions (:func:`sphere_directions`) and
+        ``samples`` levels, the number of pixels per region :func:`color_loss` draws."""
+        directions = sphere_directions(projections)
+        return cls(
+            SlicedDistribution.of(nucleus_colors, directions, samples),
+            SlicedDistribution.of(tissue_colors, directions, samples),
+            SlicedDistribution.of(torch.cat([nucleus_colors, tissue_colors]), directions, samples),
+        )
+
+    def to(self, device: torch.device | str) -> ColorReference:
+        return ColorReference(self.nuclei.to(device), self.tissue.to(device), self.whole.to(device))
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            "nuclei": self.nuclei.state_dict(),
+            "tissue": self.tissue.state_dict(),
+            "whole": self.whole.state_dict(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, dict[str, torch.Tensor]]) -> ColorReference:
+        return cls(*(SlicedDistribution(**state[name]) for name in ("nuclei", "tissue", "whole")))
+
+
+def color_loss(image: torch.Tensor, mask: torch.Tensor | None, reference: ColorReference) -> torch.Tensor:
     """How far the colours of ``image`` are from real H&E's, region by region: a scalar >= 0 (CIELAB units / 10).
 
     ``image`` (N, 3, H, W) in [-1, 1]; ``mask`` (N, 1, H, W) nucleus mask, or None to compare
-    the whole image with all real colours; ``nucleus_colors`` (R, 3) and ``tissue_colors``
-    (Q, 3): CIELAB colours of real nuclear and non-nuclear pixels of the target domain (the
-    whole domain, computed once, not the current batch). The pixels inside the mask are compared
-    with the real nuclei and those outside with the real tissue, each by
-    :func:`sliced_wasserstein` on at most ``samples`` random pixels against as many random
-    reference colours, along ``projections`` random directions drawn anew each call; the two
-    regions count equally. Real H&E has pink-purple tissue between its nuclei, so a white or
-    gray background is as wrong here as painted nuclei.
+    the whole image with all real colours; ``reference``: the colours of the whole target domain
+    (not the current batch), computed once. The pixels inside the mask are compared with the real
+    nuclei and those outside with the real non-nuclear tissue, each by :func:`sliced_wasserstein`
+    on as many pixels as the reference has levels, drawn at random with replacement (only those
+    are converted to CIELAB); the two regions count equally. Real H&E has pink-purple tissue
+    between its nuclei, so a white or gray background is as wrong here as painted nuclei.
     """
-    lab = rgb_to_lab(image).permute(0, 2, 3, 1).reshape(-1, 3)
-    directions = F.normalize(torch.randn(projections, 3, device=image.device, dtype=lab.dtype), dim=1)
+    pixels = image.movedim(1, -1).reshape(-1, 3)
     if mask is None:
-        regions = [(lab, torch.cat([nucleus_colors, tissue_colors]))]
+        regions = [(torch.arange(len(pixels), device=image.device), reference.whole)]
     else:
         inside = mask.reshape(-1) > 0.5
-        regions = [(lab[inside], nucleus_colors), (lab[~inside], tissue_colors)]
-    distances = []
-    for pixels, reference in regions:
-        if len(pixels) == 0:
-            continue
-        count = min(samples, len(pixels))
-        chosen = pixels[torch.randint(len(pixels), (count,), device=image.device)] if len(pixels) > count else pixels
-        real = reference[torch.randint(len(reference), (len(chosen),), device=image.device)].to(lab.dtype)
-        distances.append(sliced_wasserstein(chosen, real, directions))
+        regions = [(inside.nonzero()[:, 0], reference.nuclei), ((~inside).nonzero()[:, 0], reference.tissue)]
+    drawn = [
+        (where[torch.randint(len(where), (distribution.levels,), device=image.device)], distribution)
+        for where, distribution in regions
+        if len(where) > 0
+    ]
+    colors = pixels_to_lab(pixels[torch.cat([indices for indices, _ in drawn])])  # one gather for both regions
+    distances = [
+        sliced_wasserstein(part, distribution)
+        for part, (_, distribution) in zip(colors.split([len(indices) for indices, _ in drawn]), drawn, strict=True)
+    ]
     return torch.stack(distances).mean() / 10.0

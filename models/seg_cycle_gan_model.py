@@ -87,10 +87,13 @@ class SegCycleGANModel(CycleGANModel):
             help="background within this many pixels of a nucleus counts as its own group in the GT loss (0: none)",
         )
         group.add_argument(
-            "--color_projections", type=positive_int, default=64, help="random directions of the colour loss"
+            "--color_projections",
+            type=positive_int,
+            default=32,
+            help="directions (spread evenly over the sphere) the colour loss compares along",
         )
         group.add_argument(
-            "--color_samples", type=positive_int, default=2048, help="pixels per region the colour loss compares"
+            "--color_samples", type=positive_int, default=1024, help="pixels per region the colour loss compares"
         )
         return parser
 
@@ -100,8 +103,7 @@ class SegCycleGANModel(CycleGANModel):
         self.real_A_GT: torch.Tensor | None = None
         self.stain_model: StainModel | None = None
         self.stain_inverse = torch.zeros(3, 3)
-        self.nucleus_colors = torch.zeros(0, 3)
-        self.tissue_colors = torch.zeros(0, 3)
+        self.color_reference: improved_losses.ColorReference | None = None
         if self.is_train:
             for weight, names in EXTRA_LOSS_NAMES.items():
                 if getattr(opt, weight) > 0:
@@ -120,27 +122,27 @@ class SegCycleGANModel(CycleGANModel):
             raise DatasetError(f"{error}; seg_cycle_gan needs it for its GT and colour losses") from None
         pixels = sample_pixels(images, REFERENCE_PIXELS, seed=self.opt.seed)
         nuclear = stain_model.nuclear(pixels)
-        lab = rgb2lab(pixels[:, None, :])[:, 0, :].astype(np.float32)
-        self.use_stain_model(stain_model, torch.from_numpy(lab[nuclear]), torch.from_numpy(lab[~nuclear]))
+        lab = torch.from_numpy(rgb2lab(pixels[:, None, :])[:, 0, :].astype(np.float32))
+        if nuclear.all() or not nuclear.any():
+            raise DatasetError(
+                f"the target images of {folder} have no {'non-' if nuclear.all() else ''}nuclear pixels by their own "
+                "stain model; domain B must hold real H&E tiles with nuclei and tissue"
+            )
+        reference = improved_losses.ColorReference.of(
+            lab[nuclear], lab[~nuclear], self.opt.color_projections, self.opt.color_samples
+        )
+        self.use_stain_model(stain_model, reference)
         logger.info(
             "stain model from %s: hematoxylin %s, eosin %s, nucleus threshold %.3f OD; %.0f%% of its pixels nuclear",
             stain_model.source, np.round(stain_model.vectors[0], 3).tolist(), np.round(stain_model.vectors[1], 3).tolist(),
             stain_model.nucleus_threshold, 100.0 * nuclear.mean(),
         )  # fmt: skip
 
-    def use_stain_model(
-        self, stain_model: StainModel, nucleus_colors: torch.Tensor, tissue_colors: torch.Tensor
-    ) -> None:
-        """Adopt a stain model and the real colours (CIELAB (R, 3) each) for the GT and colour losses."""
-        if len(nucleus_colors) == 0 or len(tissue_colors) == 0:
-            raise DatasetError(
-                f"the target images of {stain_model.source} have no {'nuclear' if len(nucleus_colors) == 0 else 'non-nuclear'} "
-                "pixels by their own stain model; domain B must hold real H&E tiles with nuclei and tissue"
-            )
+    def use_stain_model(self, stain_model: StainModel, color_reference: improved_losses.ColorReference) -> None:
+        """Adopt a stain model and the real colours of the target domain for the GT and colour losses."""
         self.stain_model = stain_model
         self.stain_inverse = torch.as_tensor(stain_model.inverse, dtype=torch.float32, device=self.device)
-        self.nucleus_colors = nucleus_colors.to(self.device)
-        self.tissue_colors = tissue_colors.to(self.device)
+        self.color_reference = color_reference.to(self.device)
 
     @property
     def nucleus_threshold(self) -> float:
@@ -196,26 +198,25 @@ class SegCycleGANModel(CycleGANModel):
             losses["structure_fake"] = opt.lambda_cv * improved_losses.structure_loss(v["fake_B"], v["real_A"])
             losses["structure_rec"] = opt.lambda_cv * improved_losses.structure_loss(v["rec_B"], v["real_B"])
         if opt.lambda_color > 0:
-            if self.stain_model is None:
+            if self.color_reference is None:
                 raise RuntimeError("seg_cycle_gan was not calibrated: call model.calibrate(dataset) before training")
             losses["color_fake"] = opt.lambda_color * improved_losses.color_loss(
-                v["fake_B"], self.real_A_GT, self.nucleus_colors, self.tissue_colors,
-                projections=opt.color_projections, samples=opt.color_samples,
-            )  # fmt: skip
+                v["fake_B"], self.real_A_GT, self.color_reference
+            )
         return losses
 
     # -- resume ----------------------------------------------------------------------------------
     def extra_training_state(self) -> dict[str, Any]:
         state = super().extra_training_state()
-        if self.stain_model is not None:
+        if self.stain_model is not None and self.color_reference is not None:
             state["stain_model"] = self.stain_model.to_dict()
-            state["nucleus_colors"] = self.nucleus_colors.cpu()
-            state["tissue_colors"] = self.tissue_colors.cpu()
+            state["color_reference"] = self.color_reference.state_dict()
         return state
 
     def load_extra_training_state(self, state: dict[str, Any]) -> None:
         super().load_extra_training_state(state)
         if "stain_model" in state:  # checkpoints from before the stain model keep the one just calibrated
             self.use_stain_model(
-                StainModel.from_dict(state["stain_model"]), state["nucleus_colors"], state["tissue_colors"]
+                StainModel.from_dict(state["stain_model"]),
+                improved_losses.ColorReference.from_state_dict(state["color_reference"]),
             )

@@ -255,7 +255,7 @@ def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, An
     fake, real = first["B"].to(device), second["B"].to(device)
     gray, mask = first["A"].to(device), first["A_GT"].to(device)
     inverse, threshold = model.stain_inverse, model.nucleus_threshold
-    colors = (model.nucleus_colors, model.tissue_colors)
+    colors = model.color_reference
     losses: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], float]]] = {
         "gt": (
             lambda x: improved_losses.gt_loss(x, mask, stain_inverse=inverse, threshold=threshold),
@@ -265,9 +265,9 @@ def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, An
             lambda x: improved_losses.structure_loss(x, gray),
             lambda x: reference_color_variation_loss(x, gray),
         ),
-        "color": (lambda x: improved_losses.color_loss(x, mask, *colors), lambda x: reference_hsv_loss(x, real)),
+        "color": (lambda x: improved_losses.color_loss(x, mask, colors), lambda x: reference_hsv_loss(x, real)),
         "color (numpy ref.)": (
-            lambda x: improved_losses.color_loss(x, mask, *colors),
+            lambda x: improved_losses.color_loss(x, mask, colors),
             lambda x: reference_hsv_loss_numpy(x, real),
         ),
     }

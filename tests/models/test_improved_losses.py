@@ -34,12 +34,12 @@ def stain(demo_root: Path) -> StainModel:
 
 
 @pytest.fixture(scope="module")
-def real_colors(demo_root: Path, stain: StainModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIELAB colours of real nuclear and non-nuclear pixels, as seg_cycle_gan calibrates them."""
+def real_colors(demo_root: Path, stain: StainModel) -> losses.ColorReference:
+    """The CIELAB colours of real nuclear and non-nuclear pixels, as seg_cycle_gan calibrates them."""
     pixels = sample_pixels(list(demo_arrays(demo_root / "trainB")), 50_000)
     lab = torch.from_numpy(rgb2lab(pixels[:, None])[:, 0].astype(np.float32))
     nuclear = torch.from_numpy(stain.nuclear(pixels))
-    return lab[nuclear], lab[~nuclear]
+    return losses.ColorReference.of(lab[nuclear], lab[~nuclear])
 
 
 def painted(mask: torch.Tensor, nucleus: tuple[int, int, int], background: tuple[int, int, int]) -> torch.Tensor:
@@ -194,44 +194,61 @@ def test_ssim_refuses_images_smaller_than_its_window() -> None:
 
 # -- colour ---------------------------------------------------------------------------------------
 def test_sliced_wasserstein_of_a_shift_is_its_mean_projection() -> None:
-    points = torch.randn(4096, 3)
-    directions = torch.nn.functional.normalize(torch.randn(2048, 3), dim=1)
-    shifted = points + torch.tensor([10.0, 0.0, 0.0])
-    assert losses.sliced_wasserstein(points, points, directions).item() == 0.0
-    # |<(10, 0, 0), u>| averaged over random unit u is 10 * E|u_x| = 5.
-    assert losses.sliced_wasserstein(shifted, points, directions).item() == pytest.approx(5.0, rel=0.05)
+    torch.manual_seed(0)
+    points = torch.randn(100_000, 3)
+    reference = losses.SlicedDistribution.of(points, losses.sphere_directions(2048), levels=4096)
+    assert losses.sliced_wasserstein(points[:4096], reference).item() < 0.05  # a sample of the same distribution
+    # |<(10, 0, 0), u>| averaged over unit u spread evenly is 10 * E|u_x| = 5.
+    shifted = points[:4096] + torch.tensor([10.0, 0.0, 0.0])
+    assert losses.sliced_wasserstein(shifted, reference).item() == pytest.approx(5.0, rel=0.05)
+    with pytest.raises(ValueError, match="4095 samples for a reference of 4096 levels"):
+        losses.sliced_wasserstein(points[:4095], reference)
+
+
+def test_sphere_directions_are_unit_and_spread_evenly() -> None:
+    directions = losses.sphere_directions(32)
+    assert directions.shape == (32, 3) and torch.allclose(directions.norm(dim=1), torch.ones(32))
+    assert (directions[:, 2] > 0).all()  # one hemisphere: u and -u slice alike
+    cosines = (directions @ directions.T).abs() - torch.eye(32)
+    assert cosines.max() < 0.99  # no two directions (or opposites) the same
+    assert directions.abs().mean(dim=0).min() > 0.3  # every axis is seen
+
+
+def test_sliced_wasserstein_sorts_alike_on_every_device_path() -> None:
+    """NumPy orders the rows on a CPU, torch elsewhere: both give torch.sort's values."""
+    values = torch.randn(8, 300)
+    order = losses._argsort_rows(values)
+    assert torch.equal(values.gather(1, order), torch.sort(values, dim=1).values)
 
 
 def test_color_loss_is_lowest_for_real_colours_in_the_right_regions(
-    crops: dict[str, torch.Tensor], real_colors: tuple[torch.Tensor, torch.Tensor]
+    crops: dict[str, torch.Tensor], real_colors: losses.ColorReference
 ) -> None:
     mask = crops["mask"]
-    nuclei, tissue = real_colors
     torch.manual_seed(0)
 
     def loss(image: torch.Tensor) -> float:
-        return losses.color_loss(image, mask, nuclei, tissue).item()
+        return losses.color_loss(image, mask, real_colors).item()
 
     right = loss(painted(mask, HEMATOXYLIN, TISSUE))
     swapped = loss(painted(mask, TISSUE, HEMATOXYLIN))
     gray = loss(match_channels(crops["gray"], 3))
     white_background = loss(painted(mask, HEMATOXYLIN, (255, 255, 255)))
-    assert right < 0.5 * min(swapped, gray, white_background)
+    assert right < 0.75 * min(swapped, gray, white_background)
 
 
 def test_color_loss_has_a_gradient_everywhere_and_colours_gray_pixels(
-    crops: dict[str, torch.Tensor], real_colors: tuple[torch.Tensor, torch.Tensor]
+    crops: dict[str, torch.Tensor], real_colors: losses.ColorReference
 ) -> None:
     """Optimised alone from gray pixels, the colours reach the chroma of real H&E (a histogram loss stalled)."""
     mask = crops["mask"][:2]
-    nuclei, tissue = real_colors
     torch.manual_seed(0)
     image = (match_channels(crops["gray"][:2], 3) + 0.01 * torch.randn(2, 3, 128, 128)).clone().requires_grad_()
     optimizer = torch.optim.Adam([image], lr=0.03)
     first = None
     for _ in range(150):
         optimizer.zero_grad()
-        loss = losses.color_loss(image, mask, nuclei, tissue, samples=1024)
+        loss = losses.color_loss(image, mask, real_colors)
         loss.backward()
         first = first if first is not None else (loss.item(), image.grad.abs().gt(0).float().mean().item())
         optimizer.step()
@@ -246,13 +263,13 @@ LOSSES: dict[str, Callable[[torch.Tensor, dict], torch.Tensor]] = {
     "gt": lambda fake, data: gt(fake, data["mask"], data["stain"]),
     "gt_rec": lambda fake, data: losses.gt_reconstruction_loss(match_channels(fake, 1), data["gray"], data["mask"]),
     "structure": lambda fake, data: losses.structure_loss(fake, data["gray"]),
-    "color": lambda fake, data: losses.color_loss(fake, data["mask"], *data["colors"]),
+    "color": lambda fake, data: losses.color_loss(fake, data["mask"], data["colors"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_each_loss_alone_reaches_the_generator_parameters(
-    crops: dict[str, torch.Tensor], stain: StainModel, real_colors: tuple[torch.Tensor, torch.Tensor], name: str
+    crops: dict[str, torch.Tensor], stain: StainModel, real_colors: losses.ColorReference, name: str
 ) -> None:
     torch.manual_seed(0)
     generator = define_generator("resnet_6blocks", 1, 3, ngf=4, norm="instance", use_dropout=False)

@@ -66,15 +66,15 @@ def test_objective_is_the_sum_of_every_weighted_term(small_root: Path, tmp_path:
         assert losses[name] >= 0.0
 
 
-def expected_terms(model: SegCycleGANModel, opt: object) -> dict[str, torch.Tensor]:
-    """Every extra term computed by hand from the model's images, with the weights and settings of ``opt``."""
+def expected_terms(
+    model: SegCycleGANModel, opt: object, reference: improved_losses.ColorReference
+) -> dict[str, torch.Tensor]:
+    """Every extra term computed by hand from the model's images, with the weights and settings of
+    ``opt`` and the colour ``reference`` (which ``--color_projections`` and ``--color_samples`` decide)."""
     v, mask = model.visuals, model.real_A_GT
     threshold = opt.gt_threshold if opt.gt_threshold is not None else model.stain_model.nucleus_threshold
     torch.manual_seed(7)
-    color = improved_losses.color_loss(
-        v["fake_B"], mask, model.nucleus_colors, model.tissue_colors,
-        projections=opt.color_projections, samples=opt.color_samples,
-    )  # fmt: skip
+    color = improved_losses.color_loss(v["fake_B"], mask, reference)
     return {
         "GT_fake": opt.lambda_gt
         * improved_losses.gt_loss(
@@ -109,17 +109,19 @@ def test_every_flag_reaches_the_loss_it_names(small_root: Path, tmp_path: Path, 
     model.forward()
     torch.manual_seed(7)
     losses = model.generator_losses()
-    expected = expected_terms(model, model.opt)
+    expected = expected_terms(model, model.opt, model.color_reference)
+    assert model.color_reference.nuclei.directions.shape == (model.opt.color_projections, 3)
+    assert model.color_reference.tissue.levels == model.opt.color_samples
     for name, value in expected.items():
         assert losses[name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-7), name
     if flags:
         default_model, _ = make_model(small_root, tmp_path / "default")
-        defaults = expected_terms(model, default_model.opt)
+        defaults = expected_terms(model, default_model.opt, default_model.color_reference)
         changed = [name for name in expected if defaults[name].item() != pytest.approx(expected[name].item(), rel=1e-6)]
         named = {
             "--lambda_gt": "GT_fake", "--lambda_cv": "structure_fake", "--lambda_color": "color_fake",
             "--lambda_hsv": "color_fake", "--gt_threshold": "GT_fake", "--gt_temperature": "GT_rec",
-            "--color_projections": "color_fake", "--gt_border": "GT_fake",
+            "--color_projections": "color_fake", "--gt_border": "GT_fake", "--color_samples": "color_fake",
         }  # fmt: skip
         for flag in flags[::2]:
             if flag in named:

@@ -9,10 +9,11 @@ glob pattern); each page of a multi-page TIFF is an image of its own. Images of 
 into overlapping tiles (``--tile``, ``--overlap``) blended without seams, with instance-norm
 statistics of the whole image (see ``models/tiling.py``); the output has exactly the input's size.
 
-Intensities are read as the training data were prepared: when the training dataroot holds the
-``preparation.json`` of ``scripts/prepare_ctc.py``, its percentile stretch and inversion are
-applied to raw frames; otherwise images are read as training read them (8-bit as is, 16-bit
-stretched by their range). ``--low_percentile``/``--high_percentile``/``--invert`` override.
+Intensities are read as in training and test.py (:func:`data.intensity.prepare_source`): 8-bit
+images as they are (the prepared crops are 8-bit), raw frames of any other depth by the
+percentile stretch and inversion the training data recorded in their ``preparation.json``, or by
+their own range without one. ``--low_percentile``/``--high_percentile``/``--invert`` override the
+rule and apply it to 8-bit images too.
 An unreadable file is named, skipped and counted, and the rest is done (exit status 1 then).
 """
 
@@ -28,18 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.image_io import (
-    IMAGE_EXTENSIONS,
-    image_from_array,
-    list_images,
-    page_count,
-    read_array,
-    unit_range_bounds,
-    write_image,
-)
-from data.intensity import IntensityNormalisation, stretch_to_uint8
-from data.transforms import normalize, to_tensor, to_uint8_image
-from models import trained
+from data.image_io import IMAGE_EXTENSIONS, list_images, page_count, read_array, write_image
+from data.intensity import prepare_source
+from data.transforms import gray_to_tensor, normalize, to_uint8_image
+from experiment import Experiment, add_model_arguments
 from models.tiling import TiledColorizer
 from util.arg_types import nonnegative_int, positive_int
 from util.cli import run_script
@@ -55,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    trained.add_model_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--input", required=True, help="an image file, a folder, or a glob pattern (quote it)")
     parser.add_argument("--output", type=Path, required=True, help="folder for the colorized images")
     parser.add_argument("--format", choices=("png", "tif"), default="png", help="output file format")
@@ -101,32 +94,19 @@ def read_pages(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         yield stem, read_array(path, page=index, max_pixels=None)
 
 
-def to_gray(array: np.ndarray, name: str, normalisation: IntensityNormalisation | None) -> np.ndarray:
-    """The (H, W) uint8 gray image the generator expects, from any stored layout and depth."""
-    if array.ndim == 3:
-        logger.warning("%s is a colour image; converted to gray (BT.601 luma) as the model expects gray", name)
-    if normalisation is not None:
-        gray = array if array.ndim == 2 else image_from_array(array, 1, name)[:, :, 0]
-        return normalisation.apply(gray)
-    if array.ndim == 2:  # without a float copy of the whole image: 10k x 10k frames stay small
-        return array if array.dtype == np.uint8 else stretch_to_uint8(array, *unit_range_bounds(array))
-    return np.rint(image_from_array(array, 1, name)[:, :, 0] * 255.0).astype(np.uint8)
-
-
 def colorize(args: argparse.Namespace) -> tuple[int, int]:
     """Colorize every input; return (images written, files that failed)."""
     device = select_device(args.gpu_ids)
-    directory = args.checkpoints_dir / args.name
-    label = trained.resolve_epoch(args.epoch, args.results_dir, args.name)
-    generator, architecture = trained.load_generator(directory, label, device)
+    experiment = Experiment(args.checkpoints_dir, args.name)
+    label = experiment.chosen_epoch(args.epoch, args.results_dir)
+    generator, architecture = experiment.load_generator(label, device)
     if architecture["input_nc"] != 1:
         raise OptionError(
             f"colorize.py expects a gray-input model; {args.name} takes {architecture['input_nc']} channels"
         )
-    normalisation = trained.training_normalisation(
-        directory,
-        {"low_percentile": args.low_percentile, "high_percentile": args.high_percentile, "invert": args.invert},
-    )
+    overrides = {"low_percentile": args.low_percentile, "high_percentile": args.high_percentile, "invert": args.invert}
+    normalization = experiment.training_normalization(overrides)
+    explicit = any(value is not None for value in overrides.values())
     inputs = find_inputs(args.input)
     extension = "tif" if args.format == "tif" else "png"
     existing = [path for path in inputs if (args.output / f"{path.stem}.{extension}").exists()]
@@ -137,7 +117,7 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
         )
     colorizer = TiledColorizer(
         generator,
-        lambda tile: normalize(to_tensor(tile[:, :, None] / 255.0))[None],
+        lambda tile: normalize(gray_to_tensor(tile))[None],
         lambda colours: to_uint8_image(torch.from_numpy(colours).permute(2, 0, 1)),
         tile=args.tile,
         overlap=min(args.overlap, args.tile - 1),
@@ -151,7 +131,10 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
     for path in progress_bar(inputs, desc="images", unit="file"):
         try:
             for stem, array in read_pages(path):
-                colorize_page(stem, to_gray(array, str(path), normalisation), colorizer, args, extension)
+                if array.ndim == 3:
+                    logger.warning("%s is a colour image; converted to gray (BT.601 luma) as the model expects", path)
+                gray = prepare_source(array, normalization, path, always=explicit)
+                colorize_page(stem, gray, colorizer, args, extension)
                 written += 1
         except ImageReadError as error:
             logger.error("skipped: %s", error)

@@ -22,40 +22,36 @@ from torch.utils.data import DataLoader
 from data import create_dataloader, create_dataset
 from data.image_io import write_image
 from data.transforms import to_uint8_image
-from models import checkpoint, create_model
+from experiment import TEST_OPTIONS, TRAIN_OPTIONS, Experiment, epoch_order, save_options, saved_defaults_reader
+from models import create_model
 from models.base_model import BaseModel
 from options.test_options import TestOptions
 from util.cli import run_command
 from util.html import HTMLPage
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
+from util.runtime import Runtime
 
 logger = logging.getLogger("test")
 
 
-def epochs_to_test(directory: Path, requested: str) -> list[str]:
-    """Checkpoint labels for ``--epoch``: ``all`` means every numbered epoch, ascending."""
-    if requested != "all":
-        checkpoint.require_checkpoint(directory, requested, "G_A")
-        return [requested]
-    numbered = [str(epoch) for epoch in checkpoint.saved_epochs(directory, "G_A")]
-    if numbered:
-        return numbered
-    checkpoint.require_checkpoint(directory, "latest", "G_A")
-    return ["latest"]
-
-
 def run_test(opt: argparse.Namespace) -> list[Path]:
-    """Translate the test images for every requested epoch; return the HTML pages written."""
+    """Translate the test images for every requested epoch; return the HTML pages written.
+
+    Raw source frames are prepared by the intensity rule of the data the model was trained on
+    (:func:`data.intensity.prepare_source`), as in training and in colorize.py.
+    """
     seed_everything(opt.seed, opt.deterministic)
-    experiment = Path(opt.checkpoints_dir) / opt.name
-    labels = epochs_to_test(experiment, opt.epoch)
-    model = create_model(opt)
+    experiment = Experiment.of(opt)
+    labels = experiment.labels_to_test(opt.epoch)
+    model = create_model(opt, Runtime.from_options(opt))
     model.setup()
+    normalization = experiment.training_normalization()
     loaders = {}
     for phase in phases_to_translate(opt):
         phase_opt = argparse.Namespace(**{**vars(opt), "phase": phase})
-        loaders[phase], _ = create_dataloader(create_dataset(phase_opt), phase_opt, model.device)
+        dataset = create_dataset(phase_opt, normalization)
+        loaders[phase], _ = create_dataloader(dataset, phase_opt, model.device)
     results = Path(opt.results_dir) / opt.name
     pages = []
     for label in progress_bar(labels, desc="epochs", unit="epoch", disable=len(labels) == 1):
@@ -117,27 +113,24 @@ def unique_stem(stem: str, used: set[str]) -> str:
 
 def write_index(results: Path, name: str) -> Path:
     """``results/<name>/index.html`` linking every epoch page there, numbered epochs in order."""
-    folders = sorted((path.parent.name for path in results.glob("*/index.html")), key=_epoch_folder_order)
+    folders = sorted(
+        (path.parent.name for path in results.glob("*/index.html")),
+        key=lambda folder: (epoch_order(folder.rsplit("_", 1)[-1]), folder),
+    )
     page = HTMLPage(f"Results: {name}")
     for folder in folders:
         page.add_link(folder, f"{folder}/index.html")
     return page.save(results / "index.html")
 
 
-def _epoch_folder_order(folder: str) -> tuple[int, int, str]:
-    """``test_2`` before ``test_10``; named labels such as ``test_latest`` after the numbers."""
-    suffix = folder.rsplit("_", 1)[-1]
-    return (0, int(suffix), folder) if suffix.isdigit() else (1, 0, folder)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 success, 1 user error)."""
     return run_command(
-        TestOptions(),
+        TestOptions(saved_defaults_reader(TRAIN_OPTIONS)),
         argv,
         run_test,
-        options_folder=lambda opt: Path(opt.results_dir) / opt.name,
-        options_stem="test_opt",
+        prepare=lambda opt, explicit: Experiment.of(opt).prepare_testing(opt, explicit),
+        save_options=lambda opt, text: save_options(Path(opt.results_dir) / opt.name, TEST_OPTIONS, vars(opt), text),
     )
 
 

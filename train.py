@@ -26,6 +26,7 @@ from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.sampler import EpochSampler
 from data.transforms import to_uint8_image
+from experiment import TRAIN_OPTIONS, Experiment, TrainingReport, save_options, saved_defaults_reader
 from models import create_model
 from models.base_model import BaseModel
 from options.train_options import TrainOptions
@@ -36,7 +37,7 @@ from util.loss_log import LossReport
 from util.loss_window import LossWindow, WindowSummary
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
-from util.training_report import TrainingReport
+from util.runtime import Runtime
 
 logger = logging.getLogger("train")
 
@@ -45,10 +46,10 @@ def train(opt: argparse.Namespace) -> Path:
     """Run (or continue) the training described by ``opt``; return the experiment folder."""
     seed_everything(opt.seed, opt.deterministic)
     dataset = create_dataset(opt)
-    model = create_model(opt)
+    runtime = Runtime.from_options(opt)
+    model = create_model(opt, runtime)
     model.calibrate(dataset)
-    context = model.context
-    distributed.init_process_group(context, model.device)
+    distributed.init_process_group(runtime.context, runtime.device)
     try:
         return train_model(opt, dataset, model)
     finally:
@@ -57,11 +58,11 @@ def train(opt: argparse.Namespace) -> Path:
 
 def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel) -> Path:
     """The epochs of :func:`train`, in every process; only the main one writes files."""
-    context = model.context
+    context = model.runtime.context
     torch.backends.cudnn.benchmark = model.device.type == "cuda" and not opt.deterministic
     last_epoch = model.setup()
     loader, sampler = create_dataloader(dataset, opt, model.device)
-    experiment = Path(opt.checkpoints_dir) / opt.name
+    experiment = Experiment.of(opt).directory
     total_epochs = opt.n_epochs + opt.n_epochs_decay
     if last_epoch >= total_epochs:
         logger.info(
@@ -136,7 +137,7 @@ def train_one_epoch(
     summed on the device and read only at reports, since reading a value makes the host wait
     for the device. ``report`` is None in all processes but the main one.
     """
-    context = model.context
+    context = model.runtime.context
     sampler.set_epoch(epoch)
     model.train_mode()
     iterations = len(loader)
@@ -214,11 +215,11 @@ def preview_images(model: BaseModel, batch: dict[str, Any]) -> dict[str, np.ndar
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 success, 1 user error, 130 interrupted)."""
     return run_command(
-        TrainOptions(),
+        TrainOptions(saved_defaults_reader(TRAIN_OPTIONS)),
         argv,
         train,
-        options_folder=lambda opt: Path(opt.checkpoints_dir) / opt.name,
-        options_stem="train_opt",
+        prepare=lambda opt, explicit: Experiment.of(opt).prepare_training(opt, explicit),
+        save_options=lambda opt, text: save_options(Experiment.of(opt).directory, TRAIN_OPTIONS, vars(opt), text),
         interrupted_hint="interrupted; the last finished epoch is saved: resume with --continue_train",
     )
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.base_dataset import BaseDataset
+from data.intensity import IntensityNormalization
 from data.sampler import EpochSampler
 from util.registry import find_class, registered_names
 
@@ -35,9 +36,12 @@ def get_option_setter(name: str) -> OptionSetter:
     return find_dataset_class(name).modify_commandline_options
 
 
-def create_dataset(opt: argparse.Namespace) -> BaseDataset:
-    """Build the dataset chosen by ``--dataset_mode``; with ``--cache`` its images are decoded into memory now."""
-    dataset = find_dataset_class(opt.dataset_mode)(opt)
+def create_dataset(opt: argparse.Namespace, source_normalization: IntensityNormalization | None = None) -> BaseDataset:
+    """Build the dataset chosen by ``--dataset_mode``; with ``--cache`` its images are decoded into memory now.
+
+    ``source_normalization``: how raw source frames become 8-bit (default: the rule recorded with the dataroot).
+    """
+    dataset = find_dataset_class(opt.dataset_mode)(opt, source_normalization)
     if opt.cache:
         dataset.fill_cache()
     return dataset

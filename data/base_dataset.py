@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from data.image_io import IMAGE_EXTENSIONS, image_from_array, list_images, read_array, read_mask_values
-from data.transforms import Augmentation, Preprocessing, normalize, to_tensor
+from data.intensity import IntensityNormalization, prepare_source, recorded_normalization
+from data.transforms import Augmentation, Preprocessing, gray_to_tensor, normalize, to_tensor
 from util.errors import DatasetError
 from util.progress import progress_bar
 
@@ -39,7 +40,7 @@ class BaseDataset(Dataset, ABC):
     #: One line describing the folders this dataset expects, used in error messages.
     layout = "<dataroot>/<phase>A and <dataroot>/<phase>B"
 
-    def __init__(self, opt: argparse.Namespace) -> None:
+    def __init__(self, opt: argparse.Namespace, source_normalization: IntensityNormalization | None = None) -> None:
         self.opt = opt
         self.root = Path(opt.dataroot)
         self.preprocessing = Preprocessing.from_options(opt)
@@ -50,6 +51,9 @@ class BaseDataset(Dataset, ABC):
                 f"--dataroot {self.root} does not exist. Expected layout: {self.layout}. "
                 "Build the bundled demo data with: python scripts/make_demo_dataset.py"
             )
+        #: How raw source frames become 8-bit (see :func:`data.intensity.prepare_source`): the rule given
+        #: (test.py passes the training data's), else the one recorded with this dataroot.
+        self.source_normalization = source_normalization or recorded_normalization(self.root)
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -108,8 +112,18 @@ class BaseDataset(Dataset, ABC):
         return cached if cached is not None else READERS[kind](path)
 
     def load_image(self, path: Path, channels: int, rng: np.random.Generator) -> tuple[torch.Tensor, Augmentation]:
-        """Read, augment and normalise one image: (channels, H, W) in [-1, 1], plus the augmentation used."""
-        image = to_tensor(image_from_array(self.read(path), channels, path))
+        """Read, augment and normalize one target image: (channels, H, W) in [-1, 1], plus the augmentation used."""
+        return self._augment(to_tensor(image_from_array(self.read(path), channels, path)), path, rng)
+
+    def load_source_image(self, path: Path, rng: np.random.Generator) -> tuple[torch.Tensor, Augmentation]:
+        """A source image as every driver prepares it (:func:`data.intensity.prepare_source` for a gray
+        source), augmented and normalized: (input_nc, H, W) in [-1, 1], plus the augmentation used."""
+        if self.opt.input_nc != 1:
+            return self.load_image(path, self.opt.input_nc, rng)
+        gray = prepare_source(self.read(path), self.source_normalization, path)
+        return self._augment(gray_to_tensor(gray), path, rng)
+
+    def _augment(self, image: torch.Tensor, path: Path, rng: np.random.Generator) -> tuple[torch.Tensor, Augmentation]:
         augmentation = self.preprocessing.draw(image.shape[1], image.shape[2], rng, source=f"image {path}")
         return normalize(augmentation.apply(image)), augmentation
 

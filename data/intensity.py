@@ -1,24 +1,30 @@
-"""The one rule that turns a raw microscopy frame (8/16-bit, any range) into the 8-bit domain-A image.
+"""How a source image becomes what a generator reads: one 8-bit gray image, whichever driver reads it.
 
 Microscopy cameras rarely fill their bit depth and a few hot pixels can sit far above the
-cells, so the frame is stretched between two robust percentiles of its own values rather than
-by its type's maximum or its min/max. Optionally inverted, so that nuclei are dark as in H&E.
-``scripts/prepare_ctc.py`` records the settings it used beside the crops, so that the same rule
-can be applied to whole frames later.
+cells, so a raw frame is stretched between two robust percentiles of its own values rather than
+by its type's maximum or its min/max, and optionally inverted so that nuclei are dark as in H&E
+(:class:`IntensityNormalization`). The preparation scripts record the rule they used in
+``preparation.json`` beside the crops (:func:`recorded_normalization`), and :func:`prepare_source`
+applies it to raw frames wherever they enter: the training datasets, ``test.py`` and
+``colorize.py``, so the same frame reaches the generator as the same pixels.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from util.errors import OptionError
+from data.image_io import image_from_array, unit_range_bounds
+from data.preparation import read_settings
+from util.errors import ImageReadError, OptionError
 
 
 @dataclass(frozen=True)
-class IntensityNormalisation:
+class IntensityNormalization:
     """Percentile stretch to [0, 255] (``low``/``high`` in percent), then optional inversion."""
 
     low_percentile: float = 1.0
@@ -44,7 +50,7 @@ class IntensityNormalisation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> IntensityNormalisation:
+    def from_dict(cls, values: dict[str, Any]) -> IntensityNormalization:
         return cls(**{key: values[key] for key in ("low_percentile", "high_percentile", "invert") if key in values})
 
 
@@ -65,3 +71,44 @@ def stretch_to_uint8(frame: np.ndarray, low: float, high: float, invert: bool = 
 
 
 _ROWS_PER_BAND = 512
+
+
+def recorded_normalization(dataroot: str | os.PathLike) -> IntensityNormalization | None:
+    """The rule a preparation script recorded in ``<dataroot>/preparation.json`` (for a dataroot assembled by
+    ``make_dataset.py``, its A side's), or None when there is none."""
+    settings = read_settings(Path(dataroot)) if Path(dataroot).is_dir() else None
+    if not settings:
+        return None
+    for record in (settings, settings.get("A") or {}):
+        values = record.get("normalization") or record.get("normalisation")  # the older key
+        if values:
+            return IntensityNormalization.from_dict(values)
+    return None
+
+
+def prepare_source(
+    array: np.ndarray, normalization: IntensityNormalization | None, name: str | os.PathLike, always: bool = False
+) -> np.ndarray:
+    """The (H, W) uint8 gray image a generator reads, from a source image's stored pixels.
+
+    - An 8-bit image is taken as prepared: the crops the preparation scripts write are 8-bit,
+      and stretching them again would change them (``always`` applies ``normalization`` to 8-bit
+      images too, for colorize.py's explicit overrides).
+    - Any other depth is a raw frame: ``normalization`` (the recorded percentile stretch and
+      inversion) or, without one, the frame's own range (:func:`data.image_io.to_unit_range`),
+      then rounded to 8 bits like the training crops.
+    - Colour becomes gray by BT.601 luma first; NaN or infinite pixels are refused, naming ``name``.
+    Raw 2-D frames are converted a band of rows at a time, so large frames stay small in memory.
+    """
+    array = np.asarray(array)
+    raw = array.dtype != np.uint8
+    if array.ndim == 3:
+        array = image_from_array(array, 1, name)[:, :, 0]  # luma in [0, 1]; NaN refused
+        if normalization is not None and (always or raw):
+            return normalization.apply(array)
+        return np.rint(array * 255.0).astype(np.uint8)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageReadError(f"image {name} contains NaN or infinite values")
+    if normalization is not None and (always or raw):
+        return normalization.apply(array)
+    return stretch_to_uint8(array, *unit_range_bounds(array)) if raw else array

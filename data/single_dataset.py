@@ -10,6 +10,7 @@ import numpy as np
 
 from data.base_dataset import BaseDataset
 from data.image_io import is_image_file
+from data.intensity import IntensityNormalization
 
 
 class SingleDataset(BaseDataset):
@@ -21,8 +22,8 @@ class SingleDataset(BaseDataset):
 
     layout = "<dataroot>/testA (or any folder of images given as --dataroot)"
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, opt: argparse.Namespace, source_normalization: IntensityNormalization | None = None) -> None:
+        super().__init__(opt, source_normalization)
         side = "A" if opt.direction == "AtoB" else "B"
         folder = f"{opt.phase}{side}"
         if not (self.root / folder).is_dir() and any(map(is_image_file, self.root.iterdir())):
@@ -37,5 +38,5 @@ class SingleDataset(BaseDataset):
 
     def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         path = self.paths[index]
-        image, _ = self.load_image(path, self.opt.input_nc, rng)
+        image, _ = self.load_source_image(path, rng)
         return {"A": image, "A_paths": str(path)}

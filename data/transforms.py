@@ -114,6 +114,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
 
+def gray_to_tensor(gray: np.ndarray) -> torch.Tensor:
+    """(H, W) uint8 gray -> (1, H, W) float32 tensor in [0, 1]: how every driver feeds a prepared source image."""
+    return torch.from_numpy(gray[None].astype(np.float32) / np.float32(255.0))
+
+
 def normalize(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1], the range of the generators' tanh output."""
     return image * 2.0 - 1.0

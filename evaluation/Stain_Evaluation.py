@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 import numpy as np
 
 from evaluation import inception, report, scoring, selection
+from experiment import SELECTION_FILE, TEST_OPTIONS
 from util.arg_types import float_in_range, positive_int
 from util.atomic import write_text_atomic
 from util.cli import run_script
@@ -136,7 +137,7 @@ def resolve_dataroot(results_dir: Path, dataroot: Path | None) -> Path | None:
     """``--dataroot``, or the dataroot test.py recorded in ``test_opt.json``, or None."""
     if dataroot is not None:
         return dataroot
-    options = Path(results_dir) / "test_opt.json"
+    options = Path(results_dir) / f"{TEST_OPTIONS}.json"
     if options.is_file():
         recorded = json.loads(options.read_text(encoding="utf-8")).get("dataroot")
         if recorded:
@@ -185,6 +186,10 @@ def evaluate(args: argparse.Namespace) -> Path:
         test_rows = score_test(results_dir, dataroot, test_reference, stain_model, label, fitted, picked, notes, splits)
     if extractor is not None:
         add_inception_scores(rows + test_rows, extractor, splits, fitted, args.min_inception_images, notes)
+    else:
+        notes.append(
+            f"FID/KID not computed: they need the Inception weights ({inception.WEIGHTS_NAME}); pass --inception_weights PATH."
+        )
     for note in notes:
         logger.info("%s", note)
 
@@ -192,7 +197,7 @@ def evaluate(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     all_rows = rows + test_rows
     report.write_tables(all_rows, picked, out)
-    write_selection(out / "selection.json", picked, stain_model, test_rows, notes)
+    write_selection(out / SELECTION_FILE, picked, stain_model, test_rows, notes)
     report.plot_metrics(rows, picked, out / "metrics_vs_epoch.png")
     report.plot_axes(rows, picked, out / "realism_vs_faithfulness.png")
     page = report.write_html(all_rows, picked, splits, fitted, stain_model, out, notes)

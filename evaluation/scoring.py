@@ -328,14 +328,14 @@ REAL_TILES = "sanity: real H&E ignoring the input"
 DEFAULT_EOSIN_LEVEL = 0.15
 
 
+@dataclass(frozen=True)
 class FittedBaselines:
     """What the baselines need from the training folders, computed once: the Beer-Lambert eosin
     level, the lookup table, and the real tiles of the sanity row (None where the folders are missing)."""
 
-    def __init__(self, eosin_level: float, lookup: baselines.QuantileLookup | None, tiles: list[np.ndarray] | None):
-        self.eosin_level = eosin_level
-        self.lookup = lookup
-        self.tiles = tiles
+    eosin_level: float
+    lookup: baselines.QuantileLookup | None
+    tiles: list[np.ndarray] | None
 
     def colorizations(self, samples: list[Sample]) -> dict[str, list[Sample]]:
         """Every baseline's and sanity row's colorization of ``samples``, by row label."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from models.base_model import BaseModel
 from util.registry import find_class, registered_names
+from util.runtime import Runtime
 
 OptionSetter = Callable[[argparse.ArgumentParser, bool], argparse.ArgumentParser]
 
@@ -30,6 +31,7 @@ def get_option_setter(name: str) -> OptionSetter:
     return find_model_class(name).modify_commandline_options
 
 
-def create_model(opt: argparse.Namespace) -> BaseModel:
-    """Build the model chosen by ``--model`` (call its ``setup()`` next)."""
-    return find_model_class(opt.model)(opt)
+def create_model(opt: argparse.Namespace, runtime: Runtime | None = None) -> BaseModel:
+    """Build the model chosen by ``--model`` (call its ``setup()`` next), running on ``runtime``
+    (by default the one ``opt`` describes)."""
+    return find_model_class(opt.model)(opt, runtime)

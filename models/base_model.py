@@ -1,9 +1,12 @@
-"""What every model shares: networks and optimizers by name, checkpoints, schedules, visuals, losses."""
+"""What every model shares: networks and optimizers by name, checkpoints, schedules, visuals, losses.
+
+Where and how the model runs (device, precision, processes, compilation, random state) is the
+:class:`util.runtime.Runtime` the driver hands it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -11,34 +14,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer, lr_scheduler
 
 from models import checkpoint
 from models.networks import define_scheduler
-from util import distributed
-from util.device import compile_unavailable_reason, select_device
-from util.distributed import DistributedContext
 from util.errors import CheckpointError
+from util.runtime import Runtime, unwrap
 
 logger = logging.getLogger(__name__)
-
-#: ``--amp`` values and the autocast dtype of each (None: full float32).
-AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_MODES = tuple(AMP_DTYPES)
-
-
-#: DDP's flag for "do not sync buffers every forward": renamed in torch 2.14, the old name deprecated.
-_NO_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-    else {"broadcast_buffers": False}
-)
-
-
-def unwrap(network: nn.Module) -> nn.Module:
-    """The network itself, without a DistributedDataParallel wrapper (whose state_dict keys differ)."""
-    return network.module if isinstance(network, DistributedDataParallel) else network
 
 
 class BaseModel(ABC):
@@ -50,14 +33,10 @@ class BaseModel(ABC):
     ``self.losses`` and images in ``self.visuals``, both keyed by name.
     """
 
-    def __init__(self, opt: argparse.Namespace) -> None:
+    def __init__(self, opt: argparse.Namespace, runtime: Runtime | None = None) -> None:
         self.opt = opt
         self.is_train: bool = opt.is_train
-        self.context = DistributedContext(opt.rank, opt.local_rank, opt.world_size)
-        self.device = select_device(opt.gpu_ids, self.context.local_rank)
-        self.amp_dtype = AMP_DTYPES[opt.amp]
-        # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has float32's range.
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16")
+        self.runtime = runtime if runtime is not None else Runtime.from_options(opt)
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, Optimizer] = {}
@@ -96,14 +75,12 @@ class BaseModel(ABC):
         """
 
     def setup(self) -> int:
-        """Move networks to the device and create the schedules; return the last finished epoch.
+        """Place the networks, create the schedules, and prepare the networks to run; return the last finished epoch.
 
         Training starts at 0, or with ``--continue_train`` restores the whole training state of
         ``--epoch``. Inference models load weights with :meth:`load_networks` afterwards.
         """
-        memory_format = torch.channels_last if self.opt.channels_last else torch.preserve_format
-        for network in self.networks.values():
-            network.to(self.device, memory_format=memory_format)
+        self.runtime.place(self.networks)
         last_epoch = 0
         if self.is_train:
             opt = self.opt
@@ -113,40 +90,17 @@ class BaseModel(ABC):
             ]
             if opt.continue_train:
                 last_epoch = self.resume(opt.epoch)
-        if self.is_train:
-            self.networks = distributed.synchronise_batch_norm(self.networks, self.device, self.context)
         self.log_network_sizes()
-        if self.opt.compile:
-            self.compile_networks()
-        if self.is_train and self.context.is_distributed:
-            # Each process holds a replica; DDP averages the gradients in backward (and starts every
-            # replica from rank 0's weights). Buffers are not broadcast: instance norm has none, and a
-            # broadcast would make rank 0's lone preview forward wait for the others.
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.networks = {
-                name: DistributedDataParallel(network, device_ids=device_ids, **_NO_BUFFER_SYNC)
-                for name, network in self.networks.items()
-            }
+        self.networks = self.runtime.prepare(self.networks, self.is_train)
         return last_epoch
 
-    def compile_networks(self) -> None:
-        """``torch.compile`` every network in place (weights and state_dict keys unchanged), if possible here."""
-        reason = compile_unavailable_reason(self.device)
-        if reason is not None:
-            logger.warning("--compile ignored: %s; training runs uncompiled", reason)
-            return
-        for network in self.networks.values():
-            network.compile()
-        logger.info("networks compiled: the first iterations are slow while the kernels are built")
-
-    def autocast(self) -> torch.autocast:
-        """The ``--amp`` autocast context for forward passes (a no-op with ``--amp none``)."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
         """A batch (N, C, H, W) on the model's device, in the networks' memory layout."""
-        images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=torch.channels_last) if self.opt.channels_last else images
+        return self.runtime.to_device(images)
 
     def should_step(self, loss: torch.Tensor) -> bool:
         """False for a non-finite loss under ``--nan_policy skip`` (its update is dropped).
@@ -157,7 +111,7 @@ class BaseModel(ABC):
         if self.opt.nan_policy != "skip":
             return True
         # Under torchrun every process must take the same decision, or the gradient averaging would wait forever.
-        return distributed.all_processes_agree(bool(torch.isfinite(loss)), self.context, self.device)
+        return self.runtime.all_agree(bool(torch.isfinite(loss)))
 
     def unwrapped(self, name: str) -> nn.Module:
         """Network ``name`` without its DDP wrapper: for forwards whose gradients need no averaging."""
@@ -179,7 +133,7 @@ class BaseModel(ABC):
 
     def test(self) -> None:
         """Forward without building a graph (inference, previews)."""
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.runtime.autocast():
             self.forward()
 
     @staticmethod
@@ -193,10 +147,6 @@ class BaseModel(ABC):
     def current_visuals(self) -> dict[str, torch.Tensor]:
         """The images of the last forward pass, in ``visual_names`` order, (N, C, H, W) in [-1, 1]."""
         return {name: self.visuals[name] for name in self.visual_names if name in self.visuals}
-
-    def current_losses(self) -> dict[str, float]:
-        """The losses of the last step as floats (this synchronises with the device)."""
-        return {name: float(self.losses[name]) for name in self.loss_names if name in self.losses}
 
     def learning_rate(self) -> float:
         first = next(iter(self.optimizers.values()))
@@ -241,18 +191,14 @@ class BaseModel(ABC):
 
     def training_state(self, epoch: int) -> dict[str, Any]:
         """Everything besides the weights that an exact resume needs."""
-        state = {
+        return {
             "format_version": checkpoint.FORMAT_VERSION,
             "epoch": epoch,
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
-            "grad_scaler": self.scaler.state_dict(),
-            "torch_rng_state": torch.get_rng_state(),
+            **self.runtime.state_dict(),
             "extra": self.extra_training_state(),
         }
-        if torch.cuda.is_available():
-            state["cuda_rng_states"] = torch.cuda.get_rng_state_all()
-        return state
 
     def extra_training_state(self) -> dict[str, Any]:
         """Model-specific state to save (e.g. image pools); override with :meth:`load_extra_training_state`."""
@@ -285,11 +231,7 @@ class BaseModel(ABC):
             optimizer.load_state_dict(state["optimizers"][name])
         for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(scheduler_state)
-        if state.get("grad_scaler"):
-            self.scaler.load_state_dict(state["grad_scaler"])
-        torch.set_rng_state(state["torch_rng_state"])
-        if "cuda_rng_states" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng_states"])
+        self.runtime.load_state_dict(state)
         self.load_extra_training_state(state["extra"])
         logger.info("resumed from the end of epoch %d (%s)", epoch, state_path)
         return epoch

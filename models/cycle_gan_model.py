@@ -9,11 +9,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models import networks
+from models import checkpoint, networks
 from models.base_model import BaseModel
 from util.arg_types import nonnegative_float, nonnegative_int
 from util.color import match_channels
 from util.image_pool import ImagePool
+from util.runtime import Runtime
 
 
 class CycleGANModel(BaseModel):
@@ -57,15 +58,13 @@ class CycleGANModel(BaseModel):
             )
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, opt: argparse.Namespace, runtime: Runtime | None = None) -> None:
+        super().__init__(opt, runtime)
         self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
         self.visual_names = ["real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A"]
-        generator_options = dict(
-            ngf=opt.ngf, norm=opt.norm, use_dropout=not opt.no_dropout, init_type=opt.init_type, init_gain=opt.init_gain
-        )
-        self.networks["G_A"] = networks.define_generator(opt.netG, opt.input_nc, opt.output_nc, **generator_options)
-        self.networks["G_B"] = networks.define_generator(opt.netG, opt.output_nc, opt.input_nc, **generator_options)
+        architecture = checkpoint.architecture_of(opt)
+        self.networks["G_A"] = networks.build_generator(architecture, False, opt.init_type, opt.init_gain)
+        self.networks["G_B"] = networks.build_generator(architecture, True, opt.init_type, opt.init_gain)
         if not self.is_train:
             return
         discriminator_options = dict(
@@ -138,13 +137,13 @@ class CycleGANModel(BaseModel):
         """One step: generators first (discriminators frozen), then both discriminators.
 
         Forwards run under the ``--amp`` autocast; with fp16 the losses are scaled before backward
-        and the steps skipped when the scaled gradients overflow (``self.scaler``). With
+        and the steps skipped when the scaled gradients overflow (the runtime's ``scaler``). With
         ``--nan_policy skip`` an update whose loss is not finite is dropped.
         """
         discriminators = [self.networks["D_A"], self.networks["D_B"]]
         self.set_requires_grad(discriminators, False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        with self.autocast():
+        with self.runtime.autocast():
             self.forward()
             generator_terms = self.generator_losses()
             objective = torch.stack([term.float() for term in generator_terms.values()]).sum()
@@ -152,20 +151,21 @@ class CycleGANModel(BaseModel):
         self.generator_objective = objective.detach()
         if not self.should_step(objective):
             return  # the fakes are not finite either: no discriminator step
-        self.scaler.scale(objective).backward()
-        self.scaler.step(self.optimizers["G"])
+        scaler = self.runtime.scaler
+        scaler.scale(objective).backward()
+        scaler.step(self.optimizers["G"])
 
         self.set_requires_grad(discriminators, True)
         self.optimizers["D"].zero_grad(set_to_none=True)
         v = self.visuals
-        with self.autocast():
+        with self.runtime.autocast():
             loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
             loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
             loss_D = loss_D_A + loss_D_B
         if self.should_step(loss_D):
-            self.scaler.scale(loss_D).backward()
-            self.scaler.step(self.optimizers["D"])
-        self.scaler.update()
+            scaler.scale(loss_D).backward()
+            scaler.step(self.optimizers["D"])
+        scaler.update()
         self.losses.update(D_A=loss_D_A.detach(), D_B=loss_D_B.detach())
 
     # -- resume ----------------------------------------------------------------------------------

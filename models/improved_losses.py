@@ -247,7 +247,8 @@ class SlicedDistribution:
     @classmethod
     def of(cls, points: torch.Tensor, directions: torch.Tensor, levels: int) -> SlicedDistribution:
         """The quantiles of (R, D) ``points`` at ``levels`` levels along (P, D) unit ``directions``."""
-        projections = torch.sort(directions @ points.T.to(directions.dtype), dim=1).values
+        projections = directions @ points.T.to(directions.dtype)
+        projections = projections.gather(1, _argsort_rows(projections))
         position = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * len(points) - 0.5).clamp(
             0.0, len(points) - 1.0
         )

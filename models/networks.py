@@ -1,4 +1,4 @@
-"""Network building blocks: generators, discriminators, normalisation, initialisation, GAN losses
+"""Network building blocks: generators, discriminators, normalization, initialisation, GAN losses
 and learning-rate schedules. Pure PyTorch, no options object: every builder takes plain arguments.
 """
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
 
 
 def norm_factory(norm: str) -> NormFactory:
-    """A function ``channels -> normalisation layer`` for ``--norm``.
+    """A function ``channels -> normalization layer`` for ``--norm``.
 
     ``instance`` normalises each image on its own (no learned scale, no running statistics):
     the usual choice for CycleGAN with batch size 1. ``batch`` learns a scale and keeps running
@@ -176,7 +177,7 @@ class UnetGenerator(Generator):
                 layers: list[nn.Module] = [nn.Conv2d(input_nc, width, 4, stride=2, padding=1, bias=use_bias)]
             else:
                 layers = [nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(widths[stage - 1], width, 4, 2, 1, bias=use_bias)]
-                if stage < num_downs - 1:  # no normalisation of the 1x1 bottleneck
+                if stage < num_downs - 1:  # no normalization of the 1x1 bottleneck
                     layers.append(norm_layer(width))
             self.encoder.append(nn.Sequential(*layers))
 
@@ -308,6 +309,23 @@ def define_generator(
         size = int(net_g.removeprefix("unet_"))
         network = UnetGenerator(input_nc, output_nc, int(math.log2(size)), ngf, norm, use_dropout)
     return init_weights(network, init_type, init_gain)
+
+
+def build_generator(
+    architecture: Mapping[str, Any], reverse: bool = False, init_type: str = "normal", init_gain: float = 0.02
+) -> Generator:
+    """The generator of a stored or parsed architecture (the keys of :data:`models.checkpoint.ARCHITECTURE_OPTIONS`).
+
+    ``G_A`` maps ``input_nc`` to ``output_nc`` channels; ``reverse`` builds ``G_B``, the other way.
+    The one place a generator is made from an architecture: training, testing and every
+    inference driver call it, so a generator is rebuilt exactly as it was trained.
+    """
+    channels = (architecture["input_nc"], architecture["output_nc"])
+    source, target = channels[::-1] if reverse else channels
+    return define_generator(
+        architecture["netG"], source, target, architecture["ngf"], architecture["norm"],
+        not architecture["no_dropout"], init_type, init_gain,
+    )  # fmt: skip
 
 
 def define_discriminator(

@@ -14,6 +14,7 @@ from models import improved_losses
 from models.cycle_gan_model import CycleGANModel
 from util.arg_types import float_in_range, nonnegative_float, nonnegative_int, positive_float, positive_int
 from util.errors import DatasetError
+from util.runtime import Runtime
 from util.stain import StainEstimationError, StainModel, estimate_stain_model, sample_pixels
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,8 @@ class SegCycleGANModel(CycleGANModel):
         )
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, opt: argparse.Namespace, runtime: Runtime | None = None) -> None:
+        super().__init__(opt, runtime)
         self.visual_names = ["real_A", "real_A_GT", "fake_B", "nuclei_fake_B", *self.visual_names[2:]]
         self.real_A_GT: torch.Tensor | None = None
         self.stain_model: StainModel | None = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models import networks
+from models import checkpoint, networks
 from models.base_model import BaseModel
 from util.errors import OptionError
+from util.runtime import Runtime
 
 
 class TestModel(BaseModel):
@@ -20,11 +21,11 @@ class TestModel(BaseModel):
         parser.set_defaults(dataset_mode="single")
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, opt: argparse.Namespace, runtime: Runtime | None = None) -> None:
+        super().__init__(opt, runtime)
         self.visual_names = ["real_A", "fake_B"]
-        self.networks["G_A"] = networks.define_generator(
-            opt.netG, opt.input_nc, opt.output_nc, opt.ngf, opt.norm, not opt.no_dropout, opt.init_type, opt.init_gain
+        self.networks["G_A"] = networks.build_generator(
+            checkpoint.architecture_of(opt), False, opt.init_type, opt.init_gain
         )
 
     def set_input(self, batch: dict[str, Any]) -> None:

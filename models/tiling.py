@@ -3,10 +3,10 @@
 Two things make naive tiling show seams. Tiles see different context at their borders, which a
 smooth blending window hides: in the overlap each output pixel is the weighted mean of the tiles
 covering it, the weight ramping down (raised cosine) towards a tile's inner edges. And instance
-normalisation computes its mean and variance per tile, so a tile of background and a tile full of
+normalization computes its mean and variance per tile, so a tile of background and a tile full of
 nuclei are normalised differently and meet at a visible step (the known cause of tile seams in
 CycleGAN inference; Lahiani et al. 2019, arXiv 1906.00617; URUST's kernelized instance
-normalisation, ECCV 2022). Here every instance-norm layer is given statistics of the whole image:
+normalization, ECCV 2022). Here every instance-norm layer is given statistics of the whole image:
 a first pass over all tiles gathers each layer's per-channel mean and mean square (pixel-weighted
 over tiles), and the second pass normalises every tile with them. The first pass sees
 tile-normalised activations in the layers below, so the statistics approximate the untiled ones

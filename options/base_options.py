@@ -1,44 +1,53 @@
-"""Flags shared by training and testing, and the parsing machinery."""
+"""Flags shared by training and testing, and the parsing machinery.
+
+The options layer declares, parses and validates flags; it reads no files. Defaults from an
+earlier run (``--continue_train``, or the trained model ``test.py`` tests) come in through a
+callable the driver gives (see :mod:`experiment`), and the driver reconciles the parsed options
+with a checkpoint afterwards, using :attr:`BaseOptions.explicit`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import data
 import models
 from data.transforms import PREPROCESS_MODES
-from models import checkpoint
-from models.base_model import AMP_MODES
 from models.networks import DISCRIMINATOR_TYPES, GENERATOR_TYPES, INIT_TYPES, NORM_TYPES
 from util.arg_types import nonnegative_int, positive_float, positive_int
-from util.atomic import write_text_atomic
 from util.device import parse_gpu_ids
 from util.distributed import context_from_environment
-from util.errors import CheckpointError, OptionError
+from util.errors import OptionError
+from util.runtime import AMP_MODES
 
 logger = logging.getLogger(__name__)
+
+#: Reads the options an earlier run saved, given the partly parsed ones (``--name``, ...).
+SavedOptionsReader = Callable[[argparse.Namespace], dict[str, Any]]
 
 
 class BaseOptions:
     """Build, parse, check and save the options of a driver.
 
-    Subclasses add their flags in :meth:`initialize`, may supply defaults from a saved run in
-    :meth:`saved_defaults`, and may reconcile the result with a checkpoint in :meth:`reconcile`.
+    Subclasses add their flags in :meth:`initialize` and choose, in :meth:`saved_defaults`, which
+    options of a saved run (read by ``saved_options``) become defaults.
     """
 
     is_train = False
     description = "Cell CycleGAN"
 
-    def __init__(self) -> None:
+    def __init__(self, saved_options: SavedOptionsReader | None = None) -> None:
+        self.saved_options = saved_options
         #: Every option's default (after model, dataset and saved-run defaults), for reports.
         self.defaults: dict[str, Any] = {}
+        #: The options typed on the command line in the last :meth:`parse` (a checkpoint may not contradict them).
+        self.explicit: set[str] = set()
 
     # -- flags -----------------------------------------------------------------------------------
     def initialize(self, parser: argparse.ArgumentParser) -> None:
@@ -79,7 +88,7 @@ class BaseOptions:
         model.add_argument(
             "--n_layers_D", type=positive_int, default=3, help="discriminator depth with --netD n_layers"
         )
-        model.add_argument("--norm", choices=NORM_TYPES, default="instance", help="normalisation layers")
+        model.add_argument("--norm", choices=NORM_TYPES, default="instance", help="normalization layers")
         model.add_argument("--init_type", choices=INIT_TYPES, default="normal", help="weight initialisation")
         model.add_argument("--init_gain", type=positive_float, default=0.02, help="scale of the initialisation")
         model.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
@@ -132,11 +141,8 @@ class BaseOptions:
         )
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
-        """Defaults taken from a saved run (none here)."""
-        return {}
-
-    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
-        """Adjust ``opt`` to a checkpoint (nothing here)."""
+        """Defaults taken from a saved run: all of its options here; subclasses choose."""
+        return self.saved_options(known) if self.saved_options is not None else {}
 
     # -- parsing ---------------------------------------------------------------------------------
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -148,8 +154,7 @@ class BaseOptions:
         # Set by torchrun (see util/distributed.py); a plain run is rank 0 of a world of one.
         context = context_from_environment()
         opt.rank, opt.local_rank, opt.world_size = context.rank, context.local_rank, context.world_size
-        explicit = self._explicit_options(argv)
-        self.reconcile(opt, explicit)
+        self.explicit = self._explicit_options(argv)
         self.validate(opt)
         return opt
 
@@ -205,36 +210,6 @@ class BaseOptions:
                 f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: the crop must fit in the resized image"
             )
 
-    # -- checkpoint agreement --------------------------------------------------------------------
-    @staticmethod
-    def adopt_architecture(opt: argparse.Namespace, explicit: set[str], network_file: Path) -> None:
-        """Take the architecture stored in ``network_file``; an explicit flag that contradicts it is an error."""
-        stored = checkpoint.read_architecture(network_file)
-        if stored is None:
-            return
-        conflicts = []
-        for key, value in stored.items():
-            if key in explicit and getattr(opt, key, value) != value:
-                conflicts.append(f"--{key} {getattr(opt, key)} (the checkpoint has {value})")
-            elif hasattr(opt, key):
-                setattr(opt, key, value)
-        if conflicts:
-            raise OptionError(
-                f"options contradict checkpoint {network_file}: {'; '.join(conflicts)}. "
-                "Drop these flags: the checkpoint's architecture is used automatically."
-            )
-
-    @staticmethod
-    def read_saved_options(directory: Path, stem: str = "train_opt") -> dict[str, Any]:
-        """The options saved by an earlier run (empty if there are none)."""
-        path = Path(directory) / f"{stem}.json"
-        if not path.is_file():
-            return {}
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"cannot read saved options {path}: {error}") from error
-
     # -- reporting -------------------------------------------------------------------------------
     def format_options(self, opt: argparse.Namespace) -> str:
         """One line per option; values that differ from the default show the default."""
@@ -245,9 +220,3 @@ class BaseOptions:
             lines.append(f"{key:>22}: {value}{note}")
         lines.append("-----------------------------------------")
         return "\n".join(lines)
-
-    def save_options(self, opt: argparse.Namespace, directory: Path, stem: str) -> None:
-        """Write ``<stem>.txt`` (for people) and ``<stem>.json`` (for programs) into ``directory``."""
-        directory = Path(directory)
-        write_text_atomic(directory / f"{stem}.txt", self.format_options(opt) + "\n")
-        write_text_atomic(directory / f"{stem}.json", json.dumps(vars(opt), indent=2, sort_keys=True) + "\n")

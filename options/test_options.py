@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from models import checkpoint
 from options.base_options import BaseOptions
 from util.arg_types import positive_int
 
@@ -40,21 +38,8 @@ class TestOptions(BaseOptions):
         )
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
-        saved = self.read_saved_options(Path(known.checkpoints_dir) / known.name)
+        """The trained run's model type, dataset folder and direction (``--model test`` without them)."""
+        saved = super().saved_defaults(known)
         defaults = {key: saved[key] for key in _INHERITED if key in saved}
         defaults.setdefault("model", "test")
         return defaults
-
-    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
-        directory = Path(opt.checkpoints_dir) / opt.name
-        self.adopt_architecture(opt, explicit, self.reference_network_file(directory, opt.epoch))
-
-    @staticmethod
-    def reference_network_file(directory: Path, epoch: str) -> Path:
-        """The G_A file whose stored architecture the test run adopts (the newest for ``all``)."""
-        if epoch == "all":
-            epochs = checkpoint.saved_epochs(directory, "G_A")
-            label = str(epochs[-1]) if epochs else "latest"
-        else:
-            label = epoch
-        return checkpoint.require_checkpoint(directory, label, "G_A")

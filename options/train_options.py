@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
-from models import checkpoint
 from models.networks import GAN_MODES, LR_POLICIES
 from options.base_options import BaseOptions
 from util.arg_types import float_in_range, nonnegative_int, positive_float, positive_int
-from util.errors import CheckpointError, OptionError
+from util.errors import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -86,36 +84,12 @@ class TrainOptions(BaseOptions):
         output.add_argument("--display_env", default="main", help="visdom environment")
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
+        """With ``--continue_train``, the resumed run's options (but those of one invocation)."""
         if not known.continue_train:
             return {}
-        saved = self.read_saved_options(Path(known.checkpoints_dir) / known.name)
-        return {key: value for key, value in saved.items() if key not in _PER_INVOCATION}
+        return {key: value for key, value in super().saved_defaults(known).items() if key not in _PER_INVOCATION}
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
         if opt.n_epochs + opt.n_epochs_decay < 1:
             raise OptionError("--n_epochs + --n_epochs_decay must be at least 1")
-
-    def reconcile(self, opt: argparse.Namespace, explicit: set[str]) -> None:
-        directory = Path(opt.checkpoints_dir) / opt.name
-        if not opt.continue_train:
-            existing = sorted(path.name for path in directory.glob("*_net_*.pth"))
-            if existing:
-                raise OptionError(
-                    f"experiment {opt.name!r} already has checkpoints in {directory} ({len(existing)} files); "
-                    "resume it with --continue_train, choose another --name, or delete that folder to start over"
-                )
-            return
-        # Under torchrun one process repairs. The others only check the file below and read its
-        # architecture, which the repair's renames never leave incomplete; they load weights after
-        # joining the process group, which waits for rank 0 and so for the repair.
-        if opt.rank == 0:
-            outcome = checkpoint.recover_interrupted_save(directory)
-            if outcome is not None:
-                logger.warning("a save interrupted by a crash was found in %s and %s", directory, outcome)
-        network_file = checkpoint.network_path(directory, opt.epoch, "G_A")
-        if not network_file.is_file():
-            raise CheckpointError(
-                f"--continue_train: no checkpoint {network_file}; {checkpoint.describe_available(directory, 'G_A')}"
-            )
-        self.adopt_architecture(opt, explicit, network_file)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data.image_io import read_array
 from evaluation.scoring import METRIC_BY_NAME
+from experiment import SELECTION_FILE
 from util.arg_types import positive_int
 from util.atomic import atomic_path, write_text_atomic
 from util.cli import run_script
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_one(run: Run, dataroot: Path, threads: int, force: bool, extra: Sequence[str]) -> Run:
     """Train, test and evaluate ``run`` (each step a subprocess), unless its evaluation exists."""
-    if (run.evaluation / "selection.json").is_file() and not force:
+    if (run.evaluation / SELECTION_FILE).is_file() and not force:
         logger.info("%s: evaluated already", run.name)
         return run
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -150,7 +151,7 @@ class Outcome:
 
 
 def read_outcome(run: Run) -> Outcome:
-    selection = json.loads((run.evaluation / "selection.json").read_text(encoding="utf-8"))
+    selection = json.loads((run.evaluation / SELECTION_FILE).read_text(encoding="utf-8"))
     rows = json.loads((run.evaluation / "scores.json").read_text(encoding="utf-8"))
     test = {row["label"]: row for row in rows if row["split"] == "test"}
     epoch = selection.get("test_epoch")

@@ -51,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data import create_dataset
 from models import create_model, improved_losses
-from models.base_model import AMP_MODES
 from models.networks import GENERATOR_TYPES
 from options.train_options import TrainOptions
 from scripts.make_demo_dataset import DEFAULT_OUTPUT, build_demo_dataset
@@ -67,6 +66,7 @@ from util.cli import run_script
 from util.errors import DatasetError
 from util.log import setup_logging
 from util.reproducibility import seed_everything
+from util.runtime import AMP_MODES
 
 logger = logging.getLogger("benchmark")
 
@@ -205,7 +205,7 @@ def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> d
     real_A = model.to_device(batch["A"])
 
     def infer_step() -> None:
-        with torch.no_grad(), model.autocast():
+        with torch.no_grad(), model.runtime.autocast():
             generator(real_A)
 
     logger.info("timing %s inference on %s", model_name, device)

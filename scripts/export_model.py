@@ -35,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from models import trained
+from experiment import Experiment, add_model_arguments
 from util.atomic import atomic_path
 from util.cli import run_script
 from util.errors import CellCycleGANError, OptionError
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    trained.add_model_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--network", choices=("G_A", "G_B"), default="G_A", help="G_A stains; G_B goes back")
     parser.add_argument("--format", choices=tuple(FORMATS), required=True)
     parser.add_argument(
@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export_metadata(name: str, label: str, network_name: str, architecture: dict[str, Any], directory: Path) -> dict:
+def export_metadata(experiment: Experiment, label: str, network_name: str, architecture: dict[str, Any]) -> dict:
     """Everything a program outside this project needs to feed the network and read its output."""
-    normalisation = trained.training_normalisation(directory)
+    normalization = experiment.training_normalization()
     return {
         "project": "Cell CycleGAN",
-        "experiment": name,
+        "experiment": experiment.name,
         "epoch": label,
         "network": network_name,
         "architecture": architecture,
@@ -84,10 +84,10 @@ def export_metadata(name: str, label: str, network_name: str, architecture: dict
             "range": [-1.0, 1.0],
             "to_uint8": "pixel = round((clamp(y, -1, 1) + 1) * 127.5)",
         },
-        "intensity_normalisation": {
+        "intensity_normalization": {
             "applies_to": "raw gray frames (e.g. 16-bit), before from_uint8",
             "rule": "stretch linearly so the low/high percentiles map to 0/255, clip, then invert if set",
-            **(normalisation.to_dict() if normalisation is not None else {"none": True}),
+            **(normalization.to_dict() if normalization is not None else {"none": True}),
         },
         "tiling": "for large images run overlapping tiles; see colorize.py and models/tiling.py",
     }
@@ -163,13 +163,14 @@ def read_metadata(path: Path, export_format: str) -> dict:
 
 def export(args: argparse.Namespace) -> Path:
     """Write the exported file, verified against PyTorch; return its path."""
-    directory = args.checkpoints_dir / args.name
-    label = trained.resolve_epoch(args.epoch, args.results_dir, args.name)
-    generator, architecture = trained.load_generator(directory, label, torch.device("cpu"), args.network)
+    experiment = Experiment(args.checkpoints_dir, args.name)
+    directory = experiment.directory
+    label = experiment.chosen_epoch(args.epoch, args.results_dir)
+    generator, architecture = experiment.load_generator(label, torch.device("cpu"), args.network)
     output = args.output or directory / "export" / f"{args.network}_{label}{FORMATS[args.format]}"
     if output.exists() and not args.overwrite:
         raise OptionError(f"{output} exists already; choose another --output or pass --overwrite")
-    metadata = export_metadata(args.name, label, args.network, architecture, directory)
+    metadata = export_metadata(experiment, label, args.network, architecture)
     examples = check_inputs(metadata["input"]["channels"], generator.size_multiple)
     with atomic_path(output) as temporary:  # written in full and checked, or not at all
         if args.format == "torchscript":

@@ -52,7 +52,7 @@ class FolderSummary:
     channels: int
 
 
-def check_folder(folder: Path, expect_colour: bool) -> FolderSummary:
+def check_folder(folder: Path, expect_color: bool) -> FolderSummary:
     """Every image of ``folder`` readable, of one size, gray (masks, A) or colour (B); a summary."""
     paths = list_images(folder) if folder.is_dir() else []
     if not paths:
@@ -67,9 +67,9 @@ def check_folder(folder: Path, expect_colour: bool) -> FolderSummary:
         examples = ", ".join(f"{name} is {width}x{height}" for (width, height), name in list(sizes.items())[:3])
         raise DatasetError(f"{folder} mixes image sizes ({examples}); every crop of a dataset must have one size")
     colour = channels <= {3, 4}
-    if expect_colour and not colour:
+    if expect_color and not colour:
         raise DatasetError(f"{folder} holds gray images; domain B must be colour H&E tiles")
-    if not expect_colour and channels != {1}:
+    if not expect_color and channels != {1}:
         raise DatasetError(f"{folder} holds colour images; domain A images and masks must be gray")
     return FolderSummary(folder.name, len(paths), next(iter(sizes)), max(channels))
 
@@ -96,8 +96,8 @@ def check_dataroot(a_root: Path, b_root: Path) -> list[FolderSummary]:
     a_folders, b_folders = folders_of(a_root, b_root)
     if "valA" in a_folders and "valA_GT" not in a_folders:
         raise DatasetError(f"{a_root / 'valA'} has no masks: {a_root / 'valA_GT'} is missing")
-    summaries = [check_folder(a_root / name, expect_colour=False) for name in a_folders]
-    summaries += [check_folder(b_root / name, expect_colour=True) for name in b_folders]
+    summaries = [check_folder(a_root / name, expect_color=False) for name in a_folders]
+    summaries += [check_folder(b_root / name, expect_color=True) for name in b_folders]
     by_name = {summary.name: summary for summary in summaries}
     if not ({"valA", "valB"} <= set(by_name)):
         logger.warning(

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from data.image_io import read_array, write_image
-from data.intensity import IntensityNormalisation
+from data.intensity import IntensityNormalization
 from data.preparation import write_manifest, write_settings
 from util.cli import run_script
 from util.errors import DatasetError
@@ -69,7 +69,7 @@ HE_TEST = Region(top=0, left=0, height=400, width=400, stride=68)
 
 #: How the 16-bit fluorescence frame becomes 8-bit domain A (nuclei dark); recorded in preparation.json,
 #: so that colorize.py reads whole frames the same way.
-FLUORESCENCE_NORMALISATION = IntensityNormalisation(low_percentile=0.5, high_percentile=99.5, invert=True)
+FLUORESCENCE_NORMALIZATION = IntensityNormalization(low_percentile=0.5, high_percentile=99.5, invert=True)
 
 
 def build_demo_dataset(
@@ -82,7 +82,7 @@ def build_demo_dataset(
             raise DatasetError(f"{output} already holds data; pass --overwrite to rebuild it")
         shutil.rmtree(output)
 
-    fluorescence = FLUORESCENCE_NORMALISATION.apply(read_array(sources / "fluo_nuclei_dsb2018" / "image.tif"))
+    fluorescence = FLUORESCENCE_NORMALIZATION.apply(read_array(sources / "fluo_nuclei_dsb2018" / "image.tif"))
     labels = read_array(sources / "fluo_nuclei_dsb2018" / "labels.tif")
     if labels.shape != fluorescence.shape:
         raise DatasetError(f"labels {labels.shape} and image {fluorescence.shape} differ in size")
@@ -111,7 +111,7 @@ def build_demo_dataset(
             manifest.append(row_record | {"top": row, "left": column, "size": crop_size})
 
     write_manifest(output, ["split", "domain", "file", "source", "top", "left", "size"], manifest)
-    write_settings(output, {"command": "make_demo_dataset", "normalisation": FLUORESCENCE_NORMALISATION.to_dict()})
+    write_settings(output, {"command": "make_demo_dataset", "normalization": FLUORESCENCE_NORMALIZATION.to_dict()})
     return {folder: len(list((output / folder).glob("*.png"))) for folder in FOLDERS}
 
 

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from data.image_io import decode_array, mask_values_from_array, write_image
-from data.intensity import IntensityNormalisation
+from data.intensity import IntensityNormalization
 from data.preparation import grid_boxes, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, positive_int
 from util.cli import run_script
@@ -226,7 +226,7 @@ def frame_crops(
 
 
 def load_frame(
-    archive: CTCArchive, frame: Frame, normalisation: IntensityNormalisation
+    archive: CTCArchive, frame: Frame, normalization: IntensityNormalization
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 8-bit image and the 0/255 mask of a frame; a clear error if they are not one gray size."""
     raw = archive.read(frame.image)
@@ -240,14 +240,14 @@ def load_frame(
             f"{raw.shape[1]}x{raw.shape[0]}; the dataset is damaged or the files do not belong together"
         )
     foreground = mask_values_from_array(labels, f"{archive.location}/{frame.truth}") > 0
-    return normalisation.apply(raw), np.where(foreground, 255, 0).astype(np.uint8)
+    return normalization.apply(raw), np.where(foreground, 255, 0).astype(np.uint8)
 
 
 def write_crops(
     archive: CTCArchive,
     layout: Layout,
     args: argparse.Namespace,
-    normalisation: IntensityNormalisation,
+    normalization: IntensityNormalization,
     output: Path,
 ) -> tuple[list[dict[str, object]], dict[str, int], dict[str, list[float]], int]:
     """Write every crop and its mask into ``output``: (manifest rows, crops per split, foreground
@@ -263,7 +263,7 @@ def write_crops(
         split = split_of_frame.get((frame.sequence, frame.number))
         if split is None:
             continue
-        image, mask = load_frame(archive, frame, normalisation)
+        image, mask = load_frame(archive, frame, normalization)
         kept = 0
         for y, x, crop, crop_mask, fraction in frame_crops(image, mask, args.size, stride, args.min_foreground):
             name = f"{layout.name}_{frame.sequence}_t{frame.number:04d}_y{y:04d}_x{x:04d}.png"
@@ -285,13 +285,13 @@ def write_crops(
 
 def prepare(args: argparse.Namespace) -> dict[str, int]:
     """Write the crops, masks, manifest and settings; return crop counts per split."""
-    normalisation = IntensityNormalisation(args.low_percentile, args.high_percentile, args.invert)
+    normalization = IntensityNormalization(args.low_percentile, args.high_percentile, args.invert)
     archive = CTCArchive(args.input)
     try:
         layout = find_layout(archive, args.truth)
         check_split(layout, args)
         with staged_output(args.output, args.overwrite) as staging:
-            rows, counts, foreground, empty = write_crops(archive, layout, args, normalisation, staging)
+            rows, counts, foreground, empty = write_crops(archive, layout, args, normalization, staging)
             if not rows:
                 raise DatasetError(
                     f"no crop of {args.size}x{args.size} reached --min_foreground {args.min_foreground}; "
@@ -302,7 +302,7 @@ def prepare(args: argparse.Namespace) -> dict[str, int]:
                 staging,
                 {
                     "command": "prepare_ctc", "dataset": layout.name, "input": str(args.input),
-                    "truth": args.truth, "normalisation": normalisation.to_dict(), "size": args.size,
+                    "truth": args.truth, "normalization": normalization.to_dict(), "size": args.size,
                     "stride": args.stride or args.size, "min_foreground": args.min_foreground, "split": args.split,
                     "train_sequences": args.train_sequences, "test_sequences": args.test_sequences,
                     "test_frames": args.test_frames, "val_fraction": args.val_fraction, "val_frames": args.val_frames,

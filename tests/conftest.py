@@ -44,3 +44,10 @@ def trained_experiment(small_root: Path, tmp_path_factory: pytest.TempPathFactor
     checkpoints = tmp_path_factory.mktemp("checkpoints")
     assert train.main(train_arguments(small_root, checkpoints, "tiny")) == 0
     return checkpoints, "tiny"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Docker, network and distributed tests are slow too: ``-m "not slow"`` leaves them all out."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("docker", "network", "distributed")):
+            item.add_marker(pytest.mark.slow)

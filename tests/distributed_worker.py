@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train
 from data import create_dataset
 from models import create_model
-from models.base_model import unwrap
 from options.train_options import TrainOptions
 from util import distributed
 from util.log import setup_logging
+from util.runtime import unwrap
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     opt = TrainOptions().parse(argv)
     dataset, model = create_dataset(opt), create_model(opt)
     model.calibrate(dataset)
-    distributed.init_process_group(model.context, model.device)
+    distributed.init_process_group(model.runtime.context, model.device)
     try:
         train.train_model(opt, dataset, model)
         weights = {name: unwrap(network).state_dict() for name, network in model.networks.items()}

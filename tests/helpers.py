@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from data.image_io import read_array
+from experiment import TRAIN_OPTIONS, Experiment, saved_defaults_reader
+from options.test_options import TestOptions
 from options.train_options import TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +46,17 @@ def demo_batch(folder: Path, count: int, start: int = 0) -> torch.Tensor:
     images = torch.from_numpy(demo_arrays(folder, count, start)).float()
     images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
     return (images > 0).float() if Path(folder).name.endswith("_GT") else images / 127.5 - 1.0
+
+
+def parse_test_options(argv: list[str]) -> argparse.Namespace:
+    """Options of test.py as test.py parses them: the trained run's saved options as defaults, and the
+    checkpoint's architecture adopted."""
+    options = TestOptions(saved_defaults_reader(TRAIN_OPTIONS))
+    opt = options.parse(argv)
+    Experiment.of(opt).prepare_testing(opt, options.explicit)
+    return opt
+
+
+def losses_of(model: object) -> dict[str, float]:
+    """The losses of a model's last step as floats, in its ``loss_names`` order (this synchronises)."""
+    return {name: float(model.losses[name]) for name in model.loss_names if name in model.losses}

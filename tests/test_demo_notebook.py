@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.helpers import REPO_ROOT
@@ -21,6 +22,7 @@ def test_notebook_is_stored_without_outputs_and_has_a_parameters_cell() -> None:
     assert len(tagged) == 1 and "FULL = False" in tagged[0].source
 
 
+@pytest.mark.slow
 def test_notebook_runs_end_to_end_with_tiny_settings(tmp_path: Path) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))

@@ -15,6 +15,7 @@ from models import checkpoint
 from models.cycle_gan_model import CycleGANModel
 from tests.helpers import REPO_ROOT, train_arguments
 from util.distributed import DistributedContext
+from util.runtime import Runtime
 
 
 def test_training_writes_checkpoints_logs_page_and_plot(trained_experiment: tuple[Path, str]) -> None:
@@ -52,6 +53,7 @@ def _state(experiment: Path, label: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupted_epoch", [2, 3])
 def test_interrupted_run_resumes_bit_for_bit(
     small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_epoch: int
@@ -91,8 +93,8 @@ def test_loss_reports_are_means_since_the_previous_report() -> None:
             self.step = 0
             self.losses: dict[str, torch.Tensor] = {}
             self.generator_objective = torch.zeros(())
-            self.context = DistributedContext()
-            self.device = torch.device("cpu")
+            self.runtime = Runtime(torch.device("cpu"), DistributedContext())
+            self.device = self.runtime.device
 
         def train_mode(self) -> None:
             pass
@@ -194,6 +196,7 @@ def test_bad_data_gives_one_clear_line(
         assert "fluo_r000_c000.png" in errors[0].getMessage()
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "train.py", "--dataroot", str(tmp_path / "absent"), "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"],

@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from models import checkpoint
 from tests.helpers import REPO_ROOT, train_arguments
+
+pytestmark = pytest.mark.slow
 
 NETWORKS = ("G_A", "G_B", "D_A", "D_B")
 

@@ -13,6 +13,8 @@ import torch
 from models import checkpoint
 from tests.helpers import REPO_ROOT, train_arguments
 
+pytestmark = pytest.mark.distributed
+
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

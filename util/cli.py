@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -18,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 class OptionsParser(Protocol):
+    explicit: set[str]
+
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace: ...
     def format_options(self, opt: argparse.Namespace) -> str: ...
-    def save_options(self, opt: argparse.Namespace, directory: Path, stem: str) -> None: ...
 
 
 def run_script(job: Callable[[], object], interrupted_hint: str | None = None) -> int:
@@ -48,11 +48,12 @@ def run_command(
     options: OptionsParser,
     argv: Sequence[str] | None,
     job: Callable[[argparse.Namespace], Any],
-    options_folder: Callable[[argparse.Namespace], Path],
-    options_stem: str,
+    prepare: Callable[[argparse.Namespace, set[str]], None],
+    save_options: Callable[[argparse.Namespace, str], None],
     interrupted_hint: str = "interrupted",
 ) -> int:
-    """Parse options, log and save them, run ``job``; return the exit status (see :func:`run_script`)."""
+    """Parse options, ``prepare`` them (e.g. adopt a checkpoint's architecture, given the flags typed),
+    log them, ``save_options`` (with their text), run ``job``; return the exit status (see :func:`run_script`)."""
     setup_logging()
     # Under torchrun only the main process (rank 0) talks and writes; the others log warnings only.
     is_main = context_from_environment().is_main
@@ -62,9 +63,11 @@ def run_command(
         setup_logging(opt.verbose)
         if not is_main:
             logging.getLogger().setLevel(logging.WARNING)
-        logger.info("options\n%s", options.format_options(opt))
+        prepare(opt, options.explicit)
+        text = options.format_options(opt)
+        logger.info("options\n%s", text)
         if is_main:
-            options.save_options(opt, options_folder(opt), options_stem)
+            save_options(opt, text)
         with logging_redirect_tqdm():
             job(opt)
 

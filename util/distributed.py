@@ -89,7 +89,7 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
-def synchronise_batch_norm(
+def synchronize_batch_norm(
     networks: dict[str, nn.Module], device: torch.device, context: DistributedContext
 ) -> dict[str, nn.Module]:
     """The networks with their batch norms computing statistics over every process's batch, where possible.

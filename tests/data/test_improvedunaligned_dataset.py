@@ -209,7 +209,7 @@ def test_label_and_zero_one_masks_are_binarised_with_one_warning(
             Image.fromarray(labels).save(path)
         assert read_array(path.with_suffix(".tif") if encoding == "labels16_tif" else path).dtype == np.uint16
     dataset = create_dataset(options(root, "--preprocess", "none", "--no_flip"))
-    with caplog.at_level(logging.WARNING, logger="data.improvedunaligned_dataset"):
+    with caplog.at_level(logging.WARNING, logger="data.unaligned_dataset"):
         masks = [dataset[index]["A_GT"] for index in range(3)]
     assert all(torch.equal(mask, reference_mask) for mask, reference_mask in zip(masks, expected, strict=True))
     assert len(caplog.records) == 1, "the warning is given once per dataset"

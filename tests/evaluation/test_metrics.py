@@ -23,7 +23,7 @@ def paint(mask: np.ndarray, nucleus: tuple[int, int, int], background: tuple[int
     return np.where(mask[..., None], np.array(nucleus, np.uint8), np.array(background, np.uint8))
 
 
-def single_colour(colour: tuple[int, int, int], size: int = 8) -> np.ndarray:
+def single_color(colour: tuple[int, int, int], size: int = 8) -> np.ndarray:
     return np.broadcast_to(np.array(colour, np.uint8), (1, size, size, 3)).copy()
 
 
@@ -95,13 +95,13 @@ def test_summaries_do_not_depend_on_image_order(demo_root: Path, stain_model: St
 
 
 def test_hsv_histogram_is_normalised_and_bins_known_colours() -> None:
-    red, gray = single_colour((255, 0, 0)), single_colour((128, 128, 128))
+    red, gray = single_color((255, 0, 0)), single_color((128, 128, 128))
     histogram = metrics.hsv_histogram(np.concatenate([red, gray]))
     assert histogram.shape == (32, 32, 32) and histogram.dtype == np.float64
     assert histogram.sum() == pytest.approx(1.0)
     assert histogram[0, 31, 31] == 0.5  # hue 0, saturation 1, value 1
     assert histogram[0, 0, 16] == 0.5  # gray: hue 0, saturation 0, value 128/255 -> bin 16
-    violet = metrics.hsv_histogram(single_colour((128, 0, 255)), bins=(12, 4, 4))  # hue 270 degrees = 9/12
+    violet = metrics.hsv_histogram(single_color((128, 0, 255)), bins=(12, 4, 4))  # hue 270 degrees = 9/12
     assert violet[9, 3, 3] == 1.0
 
 
@@ -119,13 +119,13 @@ def test_hsv_bins_agree_with_skimage_except_float_rounding_on_bin_edges(bins: tu
 
 
 def test_hsv_correlation_of_disjoint_colours_is_not_positive() -> None:
-    assert metrics.hsv_correlation(single_colour((255, 0, 0)), single_colour((0, 0, 255))) <= 0.0
+    assert metrics.hsv_correlation(single_color((255, 0, 0)), single_color((0, 0, 255))) <= 0.0
 
 
 def test_sliced_wasserstein_is_in_cielab_units() -> None:
     # Two grays 10 L* apart: every projection of the pure-lightness shift is |cos| * 10; the mean
     # over many random directions approaches 10 * E|cos| = 5 for directions uniform on the sphere.
-    dark, light = single_colour((100, 100, 100)), single_colour((126, 126, 126))
+    dark, light = single_color((100, 100, 100)), single_color((126, 126, 126))
     distance = metrics.sliced_wasserstein_lab(dark, light, projections=4096)
     assert 4.0 < distance < 6.0
     assert metrics.sliced_wasserstein_lab(dark, dark) == 0.0

@@ -22,7 +22,7 @@ Colorizer = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
 SPLITS = ("val", "test")
 
 
-def he_colours(demo_root: Path) -> tuple[np.ndarray, np.ndarray]:
+def he_colors(demo_root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Mean colours of real nuclear and of real non-nuclear H&E pixels (by the stain model)."""
     tiles = demo_arrays(demo_root / "trainB")
     nuclear = estimate_stain_model(list(tiles)).nuclear(tiles)
@@ -52,7 +52,7 @@ def make_results(root: Path, demo_root: Path, epochs: dict[str, Colorizer]) -> P
 def four_epochs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1: gray. 2: real nucleus colour exactly on the mask (faithful, realistic). 3: real H&E that
     ignores the input (only realistic). 4: epoch 2's colours with the nuclei moved."""
-    nucleus, background = he_colours(demo_root)
+    nucleus, background = he_colors(demo_root)
     tiles = list(demo_arrays(demo_root / "trainB"))
     epochs: dict[str, Colorizer] = {
         "1": lambda stem, real_A, mask: np.repeat(real_A[:, :, None], 3, axis=2),
@@ -136,6 +136,7 @@ def test_the_report_shows_both_axes_the_guards_and_real_files(evaluated: Path) -
         assert read_array(evaluated / plot).ndim == 3
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_the_number_of_workers(
     four_epochs: Path, demo_root: Path, evaluated: Path, tmp_path: Path
 ) -> None:
@@ -143,6 +144,7 @@ def test_scores_do_not_depend_on_the_number_of_workers(
     assert (tmp_path / "two" / "scores.json").read_text() == (evaluated / "scores.json").read_text()
 
 
+@pytest.mark.slow
 def test_renaming_and_reordering_the_files_keeps_the_choice(four_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
     """Every stem renamed so that the listing order reverses, in the results and the masks alike."""
     data, results = tmp_path / "data", tmp_path / "results"
@@ -162,6 +164,7 @@ def test_renaming_and_reordering_the_files_keeps_the_choice(four_epochs: Path, d
     assert scores[("val", "2")]["nucleus_f1"] == 1.0
 
 
+@pytest.mark.slow
 def test_without_a_validation_split_the_choice_falls_back_to_test_and_says_so(
     four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,6 +180,7 @@ def test_without_a_validation_split_the_choice_falls_back_to_test_and_says_so(
     assert "CHOSEN ON THE TEST SPLIT" in (tmp_path / "out" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_results_without_val_folders_but_data_with_them_ask_to_rerun_test_py(
     four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -187,6 +191,7 @@ def test_results_without_val_folders_but_data_with_them_ask_to_rerun_test_py(
     assert "has no val_<epoch> folders; run python test.py --name <experiment> --epoch all again" in caplog.text
 
 
+@pytest.mark.slow
 def test_val_masks_missing_or_mismatched_are_named(
     four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -237,6 +242,7 @@ def test_missing_results_say_to_run_test_py(tmp_path: Path, demo_root: Path, cap
     assert "test.py --name <experiment> --epoch all" in caplog.text
 
 
+@pytest.mark.slow
 def test_fid_and_kid_need_enough_images_and_never_cost_the_other_scores(
     four_epochs: Path,
     demo_root: Path,
@@ -269,6 +275,7 @@ def test_bad_inception_weights_fail_before_any_scoring(
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_when_no_epoch_passes_the_closest_is_named_and_shown_on_test_as_failing(
     four_epochs: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,9 +12,8 @@ from torch.utils.data import default_collate
 from data import create_dataset
 from models import checkpoint, create_model, model_names
 from models.cycle_gan_model import CycleGANModel
-from options.test_options import TestOptions as InferenceOptions
 from options.train_options import TrainOptions
-from tests.helpers import train_arguments
+from tests.helpers import losses_of, parse_test_options, train_arguments
 from util.errors import CheckpointError, OptionError
 
 
@@ -43,7 +42,7 @@ def test_one_step_changes_every_network_and_losses_are_finite(small_root: Path, 
     for name, network in model.networks.items():
         changed = any(not torch.equal(old, new) for old, new in zip(before[name], network.parameters(), strict=True))
         assert changed, f"{name} did not change"
-    losses = model.current_losses()
+    losses = losses_of(model)
     assert list(losses) == model.loss_names
     assert all(torch.isfinite(torch.tensor(value)) for value in losses.values())
     assert model.generator_objective.item() == pytest.approx(
@@ -65,7 +64,7 @@ def test_identity_weight_zero_skips_identity(small_root: Path, tmp_path: Path) -
     model, batch = make_model(small_root, tmp_path, "--lambda_identity", "0")
     model.set_input(batch)
     model.optimize_parameters()
-    assert "idt_A" not in model.current_losses() and "idt_A" not in model.current_visuals()
+    assert "idt_A" not in losses_of(model) and "idt_A" not in model.current_visuals()
 
 
 @pytest.mark.parametrize("gan_mode", ["vanilla", "wgangp"])
@@ -73,7 +72,7 @@ def test_other_gan_modes_train(small_root: Path, tmp_path: Path, gan_mode: str) 
     model, batch = make_model(small_root, tmp_path, "--gan_mode", gan_mode, "--norm", "batch", "--batch_size", "2")
     model.set_input(batch)
     model.optimize_parameters()
-    assert all(torch.isfinite(torch.tensor(value)) for value in model.current_losses().values())
+    assert all(torch.isfinite(torch.tensor(value)) for value in losses_of(model).values())
 
 
 def test_save_then_load_gives_identical_outputs(small_root: Path, tmp_path: Path) -> None:
@@ -86,7 +85,7 @@ def test_save_then_load_gives_identical_outputs(small_root: Path, tmp_path: Path
             assert checkpoint.network_path(model.save_dir, label, name).is_file()
         assert checkpoint.training_state_path(model.save_dir, label).is_file()
     arguments = ["--name", "unit", "--checkpoints_dir", str(tmp_path), "--epoch", "3", "--gpu_ids", "-1"]
-    opt = InferenceOptions().parse([*arguments, "--dataroot", str(small_root), "--model", "cycle_gan"])
+    opt = parse_test_options([*arguments, "--dataroot", str(small_root), "--model", "cycle_gan"])
     assert opt.model == "cycle_gan" and opt.ngf == 4 and opt.netG == "resnet_6blocks"
     loaded = create_model(opt)
     loaded.setup()
@@ -105,7 +104,7 @@ def test_test_model_needs_only_G_A(small_root: Path, tmp_path: Path) -> None:
     for name in ("G_B", "D_A", "D_B"):
         checkpoint.network_path(model.save_dir, "latest", name).unlink()
     (model.save_dir / "train_opt.json").unlink(missing_ok=True)
-    opt = InferenceOptions().parse(
+    opt = parse_test_options(
         ["--name", "unit", "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1", "--dataroot", "x"]
     )
     assert opt.model == "test"

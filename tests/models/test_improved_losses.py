@@ -195,14 +195,14 @@ def test_ssim_refuses_images_smaller_than_its_window() -> None:
 # -- colour ---------------------------------------------------------------------------------------
 def test_sliced_wasserstein_of_a_shift_is_its_mean_projection() -> None:
     torch.manual_seed(0)
-    points = torch.randn(100_000, 3)
-    reference = losses.SlicedDistribution.of(points, losses.sphere_directions(2048), levels=4096)
-    assert losses.sliced_wasserstein(points[:4096], reference).item() < 0.05  # a sample of the same distribution
+    points = torch.randn(40_000, 3)
+    reference = losses.SlicedDistribution.of(points, losses.sphere_directions(256), levels=2048)
+    assert losses.sliced_wasserstein(points[:2048], reference).item() < 0.08  # a sample of the same distribution
     # |<(10, 0, 0), u>| averaged over unit u spread evenly is 10 * E|u_x| = 5.
-    shifted = points[:4096] + torch.tensor([10.0, 0.0, 0.0])
+    shifted = points[:2048] + torch.tensor([10.0, 0.0, 0.0])
     assert losses.sliced_wasserstein(shifted, reference).item() == pytest.approx(5.0, rel=0.05)
-    with pytest.raises(ValueError, match="4095 samples for a reference of 4096 levels"):
-        losses.sliced_wasserstein(points[:4095], reference)
+    with pytest.raises(ValueError, match="2047 samples for a reference of 2048 levels"):
+        losses.sliced_wasserstein(points[:2047], reference)
 
 
 def test_sphere_directions_are_unit_and_spread_evenly() -> None:

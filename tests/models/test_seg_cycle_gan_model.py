@@ -17,7 +17,7 @@ from models import create_model, improved_losses
 from models.cycle_gan_model import CycleGANModel
 from models.seg_cycle_gan_model import SegCycleGANModel
 from options.train_options import TrainOptions
-from tests.helpers import train_arguments
+from tests.helpers import losses_of, train_arguments
 from util.errors import DatasetError
 
 EXTRA_LOSSES = ["GT_fake", "GT_rec", "structure_fake", "structure_rec", "color_fake"]
@@ -57,7 +57,7 @@ def test_objective_is_the_sum_of_every_weighted_term(small_root: Path, tmp_path:
     model, batch = make_model(small_root, tmp_path)
     model.set_input(batch)
     model.optimize_parameters()
-    losses = model.current_losses()
+    losses = losses_of(model)
     assert list(losses) == model.loss_names
     assert all(torch.isfinite(torch.tensor(value)) for value in losses.values())
     generator_terms = sum(value for name, value in losses.items() if not name.startswith("D_"))
@@ -148,7 +148,7 @@ def test_a_zero_weight_skips_computing_its_loss(
     model.optimize_parameters()
     prefix = {weight: prefix for prefix, weight in WEIGHTS.items()}[zeroed]
     assert not any(name.startswith(prefix + "_") for name in model.loss_names)
-    assert len(model.current_losses()) == 8 + len(EXTRA_LOSSES) - (2 if zeroed != "lambda_color" else 1)
+    assert len(losses_of(model)) == 8 + len(EXTRA_LOSSES) - (2 if zeroed != "lambda_color" else 1)
 
 
 def test_visuals_show_the_mask_and_what_the_gt_loss_sees(small_root: Path, tmp_path: Path) -> None:
@@ -172,6 +172,7 @@ def test_training_without_masks_is_a_clear_error(small_root: Path, tmp_path: Pat
     model.optimize_parameters()
 
 
+@pytest.mark.slow
 def test_train_then_test_every_epoch_end_to_end(small_root: Path, tmp_path: Path) -> None:
     checkpoints, results = tmp_path / "checkpoints", tmp_path / "results"
     arguments = train_arguments(small_root, checkpoints, "seg", "--model", "seg_cycle_gan")
@@ -189,6 +190,7 @@ def test_train_then_test_every_epoch_end_to_end(small_root: Path, tmp_path: Path
         assert {f"{stem}_real_A.png", f"{stem}_fake_B.png", f"{stem}_rec_A.png"} <= names
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_flags_bit_for_bit(
     small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,3 +240,23 @@ def test_blank_or_gray_target_images_are_refused_naming_the_folder(
     message = caplog.text
     assert f"cannot estimate stain vectors from {gray_root / 'trainB'}" in message and "real H&E" in message
     assert "Traceback" not in message
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_the_stain_model_resumes_and_its_generator_tests(
+    small_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Training states from before the stain model lack it: resuming calibrates it afresh; test.py needs G_A only."""
+    arguments = train_arguments(small_root, tmp_path, "old", "--model", "seg_cycle_gan", "--n_epochs_decay", "0")
+    assert train.main(arguments) == 0
+    for label in ("1", "latest"):
+        path = tmp_path / "old" / f"{label}_training_state.pth"
+        state = torch.load(path, weights_only=True)
+        assert state["extra"]["stain_model"]["nucleus_threshold"] > 0
+        del state["extra"]["stain_model"], state["extra"]["color_reference"]
+        torch.save(state, path)
+    resumed = ["--name", "old", "--checkpoints_dir", str(tmp_path), "--continue_train", "--n_epochs", "2"]
+    assert train.main(resumed) == 0
+    assert "stain model from" in caplog.text
+    results = ["--name", "old", "--checkpoints_dir", str(tmp_path), "--results_dir", str(tmp_path / "results")]
+    assert test_driver.main(results) == 0

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 import torch
 
-from data.intensity import IntensityNormalisation
+from data.intensity import IntensityNormalization
 from data.transforms import normalize, to_tensor, to_uint8_image
 from models import networks
 from models.tiling import TiledColorizer, blend_ramp
@@ -42,7 +42,7 @@ def generator(norm: str) -> torch.nn.Module:
 def real_frame() -> np.ndarray:
     """The real fluorescence frame, inverted; its left half replaced by flat background, so that
     tiles differ as much as background and crowded nuclei do."""
-    frame = IntensityNormalisation(invert=True).apply(tifffile.imread(SOURCE))
+    frame = IntensityNormalization(invert=True).apply(tifffile.imread(SOURCE))
     noise = np.random.default_rng(0).integers(-4, 5, (512, 256))
     frame[:, :256] = np.clip(230 + noise, 0, 255)
     return frame

@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from experiment import save_options
 from options.test_options import TestOptions as InferenceOptions
 from options.train_options import TrainOptions
+from tests.helpers import parse_test_options
 from util.errors import OptionError
 
 
@@ -90,7 +92,7 @@ def test_cross_option_checks(tmp_path: Path) -> None:
 def test_options_saved_as_text_and_json(tmp_path: Path) -> None:
     options = TrainOptions()
     opt = options.parse(["--dataroot", "data", "--checkpoints_dir", str(tmp_path), "--ngf", "8", "--name", "run"])
-    options.save_options(opt, tmp_path / "run", "train_opt")
+    save_options(tmp_path / "run", "train_opt", vars(opt), options.format_options(opt))
     text = (tmp_path / "run" / "train_opt.txt").read_text()
     assert "ngf: 8  [default: 64]" in text and "lambda_A: 10.0\n" in text
     saved = json.loads((tmp_path / "run" / "train_opt.json").read_text())
@@ -109,4 +111,4 @@ def test_test_options_need_a_checkpoint(tmp_path: Path) -> None:
     from util.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="holds no checkpoint of G_A; train first"):
-        InferenceOptions().parse(["--name", "nothing", "--checkpoints_dir", str(tmp_path)])
+        parse_test_options(["--name", "nothing", "--checkpoints_dir", str(tmp_path), "--dataroot", "x"])

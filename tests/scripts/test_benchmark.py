@@ -26,6 +26,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_json_has_both_models_every_key_and_finite_numbers(
     small_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

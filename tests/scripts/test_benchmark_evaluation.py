@@ -22,6 +22,7 @@ def test_built_epochs_look_like_test_py_output(demo_root: Path, tmp_path: Path) 
     assert any((data / "trainA").iterdir()) and any((data / "trainB").iterdir())
 
 
+@pytest.mark.slow
 def test_a_tiny_run_prints_and_saves_the_time(
     demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,8 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 
+pytestmark = pytest.mark.docker
+
 RUN_SCRIPT = REPO_ROOT / "scripts" / "docker_run.sh"
 ENTRY_POINT = REPO_ROOT / "scripts" / "start_jupyter.sh"
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")

@@ -22,6 +22,8 @@ from scripts import download_ctc
 from scripts.download_ctc import KNOWN_DATASETS, canonical_name, extract_archive, main, safe_member_path
 from util.errors import DatasetError
 
+pytestmark = pytest.mark.network
+
 NAME = "Fluo-N2DL-HeLa"
 
 

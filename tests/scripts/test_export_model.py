@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from data.image_io import read_array
-from models import trained
+from experiment import Experiment
 from scripts import export_model
 
 
@@ -20,6 +20,7 @@ def real_crops(demo_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return crop, crop[..., 3:100, 5:122].contiguous()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("export_format", ["torchscript", "onnx"])
 def test_exported_generator_matches_pytorch_on_real_crops(
     export_format: str, trained_experiment: tuple[Path, str], demo_root: Path, tmp_path: Path
@@ -29,7 +30,7 @@ def test_exported_generator_matches_pytorch_on_real_crops(
     arguments = ["--name", name, "--checkpoints_dir", str(checkpoints), "--epoch", "2", "--format", export_format]
     assert export_model.main([*arguments, "--output", str(output)]) == 0
 
-    generator, architecture = trained.load_generator(checkpoints / name, "2", torch.device("cpu"))
+    generator, architecture = Experiment(checkpoints, name).load_generator("2", torch.device("cpu"))
     for images in real_crops(demo_root):
         with torch.no_grad():
             expected = generator(images).numpy()

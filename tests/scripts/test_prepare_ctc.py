@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from data.image_io import read_array
-from data.intensity import IntensityNormalisation
+from data.intensity import IntensityNormalization
 from scripts.prepare_ctc import main
 
 SOURCES = Path(__file__).resolve().parents[2] / "datasets" / "sources" / "fluo_nuclei_dsb2018"
@@ -72,7 +72,7 @@ def test_crops_masks_and_manifest_from_a_folder(ctc: Path, tmp_path: Path, caplo
     assert {row["frame"] for row in rows if row["split"] == "val"} == {"2"}
     labels = tifffile.imread(SOURCES / "labels.tif")
     frame = tifffile.imread(ctc / "02" / "t002.tif")
-    normalised = IntensityNormalisation(invert=True).apply(frame)
+    normalised = IntensityNormalization(invert=True).apply(frame)
     row = next(row for row in rows if row["sequence"] == "02" and row["frame"] == "2" and row["y"] == "256")
     y, x = int(row["y"]), int(row["x"])
     crop, mask = read_array(output / row["file"]), read_array(output / row["file"].replace("testA", "testA_GT"))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.networks import define_discriminator, define_generator
-from util.distributed import DistributedContext, synchronise_batch_norm
+from util.distributed import DistributedContext, synchronize_batch_norm
 
 TWO_PROCESSES = DistributedContext(rank=0, local_rank=0, world_size=2)
 
@@ -23,7 +23,7 @@ def test_on_gpus_batch_norm_becomes_sync_batch_norm_with_the_same_parameters_and
     parameters = list(generator.parameters())
     keys = list(generator.state_dict())
 
-    synced = synchronise_batch_norm({"G_A": generator}, torch.device("cuda", 0), TWO_PROCESSES)["G_A"]
+    synced = synchronize_batch_norm({"G_A": generator}, torch.device("cuda", 0), TWO_PROCESSES)["G_A"]
 
     kinds = _batch_norms(synced)
     assert kinds and set(kinds) == {nn.SyncBatchNorm}
@@ -35,8 +35,8 @@ def test_on_gpus_batch_norm_becomes_sync_batch_norm_with_the_same_parameters_and
 def test_on_cpu_processes_batch_norm_stays_and_the_main_process_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     networks = {name: define_discriminator("basic", 3, ndf=8, norm="batch") for name in ("D_A", "D_B")}
     with caplog.at_level(logging.WARNING):
-        same = synchronise_batch_norm(networks, torch.device("cpu"), TWO_PROCESSES)
-        synchronise_batch_norm(networks, torch.device("cpu"), DistributedContext(1, 1, 2))
+        same = synchronize_batch_norm(networks, torch.device("cpu"), TWO_PROCESSES)
+        synchronize_batch_norm(networks, torch.device("cpu"), DistributedContext(1, 1, 2))
     assert same is networks and all(nn.SyncBatchNorm not in _batch_norms(network) for network in same.values())
     warnings = [record.getMessage() for record in caplog.records]
     assert warnings == ["--norm batch on 2 CPU processes: batch statistics stay per process "
@@ -52,5 +52,5 @@ def test_nothing_changes_without_batch_norm_or_without_other_processes(norm: str
     generator = define_generator("resnet_6blocks", 1, 3, ngf=8, norm=norm)
     before = _batch_norms(generator)
     networks = {"G_A": generator}
-    assert synchronise_batch_norm(networks, torch.device("cuda", 0), context) is networks
+    assert synchronize_batch_norm(networks, torch.device("cuda", 0), context) is networks
     assert _batch_norms(generator) == before

@@ -36,6 +36,7 @@ def test_loss_log_drops_unfinished_epochs_on_resume(tmp_path: Path) -> None:
     assert "resumed at epoch 3" in (tmp_path / "loss_log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_plot_loss_curves_writes_png(tmp_path: Path) -> None:
     rows = [{"progress": str(step / 10), "G_A": str(1 / (step + 1)), "D_A": "0.25"} for step in range(50)]
     path = plot_loss_curves(rows, ["G_A", "D_A", "absent"], tmp_path / "curves.png", "test")

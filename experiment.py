@@ -1,0 +1,296 @@
+"""One experiment's folder, ``<checkpoints_dir>/<name>/``: everything about a run that lives on disk.
+
+The drivers (``train.py``, ``test.py``, ``colorize.py``, ``scripts/export_model.py``) ask this
+module, and nothing else, where a run's files are and what they say:
+
+- the saved options (``train_opt.json``/``.txt``, ``test_opt.*`` in the results folder), which
+  the option parsers receive as defaults through a callable, so ``options/`` never touches disk;
+- the checkpoints: listing and choosing them (``latest``, a number, ``all``, ``best``: the epoch
+  the evaluation chose), finishing or discarding an interrupted save, and adopting the stored
+  architecture (a flag that contradicts it is an error naming both values);
+- the trained generator rebuilt from its stored architecture, and the intensity rule of the
+  data it was trained on, for inference;
+- what a training run shows its user: the loss log, the loss curves and the page of samples
+  (:class:`TrainingReport`).
+
+The file format of a checkpoint is :mod:`models.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from data.image_io import write_image
+from data.intensity import IntensityNormalization, recorded_normalization
+from models import checkpoint, networks
+from util.atomic import write_text_atomic
+from util.errors import CheckpointError, OptionError
+from util.html import HTMLPage
+from util.loss_log import LossLog, LossReport
+from util.plots import plot_loss_curves
+from util.visdom_display import VisdomDisplay
+
+logger = logging.getLogger(__name__)
+
+#: Stems of the option files: training's in the experiment folder, testing's in its results folder.
+TRAIN_OPTIONS = "train_opt"
+TEST_OPTIONS = "test_opt"
+#: What Stain_Evaluation writes about its choice, in ``<results_dir>/<name>/evaluation/``.
+SELECTION_FILE = "selection.json"
+
+
+def epoch_order(label: str) -> tuple[int, int, str]:
+    """Sort key of checkpoint labels: numbered epochs in numeric order (2 before 10), then named ones."""
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a trained model: ``--name``, ``--checkpoints_dir``, ``--results_dir``, ``--epoch``."""
+    parser.add_argument("--name", required=True, help="experiment name: checkpoints/<name>")
+    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--results_dir", type=Path, default=Path("results"), help="where --epoch best is looked up")
+    parser.add_argument("--epoch", default="latest", help="a saved epoch number, latest, or best")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The folder of one experiment, ``<checkpoints_dir>/<name>``."""
+
+    checkpoints_dir: Path
+    name: str
+
+    @classmethod
+    def of(cls, opt: argparse.Namespace) -> Experiment:
+        """The experiment named by parsed options (``--checkpoints_dir``, ``--name``)."""
+        return cls(Path(opt.checkpoints_dir), opt.name)
+
+    @property
+    def directory(self) -> Path:
+        return self.checkpoints_dir / self.name
+
+    # -- options ---------------------------------------------------------------------------------
+    def saved_options(self, stem: str = TRAIN_OPTIONS) -> dict[str, Any]:
+        """The options an earlier run saved here (empty if there are none)."""
+        return read_options(self.directory / f"{stem}.json")
+
+    def has_checkpoints(self) -> list[str]:
+        """The names of the network files already here (a new run must not overwrite them)."""
+        return sorted(path.name for path in self.directory.glob("*_net_*.pth"))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def saved_epochs(self, network: str = "G_A") -> list[int]:
+        return checkpoint.saved_epochs(self.directory, network)
+
+    def require_checkpoint(self, label: str, network: str = "G_A") -> Path:
+        """The file of ``network`` at ``label``; an error listing the saved epochs otherwise."""
+        return checkpoint.require_checkpoint(self.directory, label, network)
+
+    def labels_to_test(self, requested: str) -> list[str]:
+        """Checkpoint labels for ``--epoch``: ``all`` means every numbered epoch, ascending (else ``latest``)."""
+        if requested != "all":
+            self.require_checkpoint(requested)
+            return [requested]
+        numbered = [str(epoch) for epoch in self.saved_epochs()]
+        if numbered:
+            return numbered
+        self.require_checkpoint("latest")
+        return ["latest"]
+
+    def chosen_epoch(self, requested: str, results_dir: Path) -> str:
+        """``requested`` as a checkpoint label; ``best`` is the epoch Stain_Evaluation chose for this experiment."""
+        if requested != "best":
+            return requested
+        record = Path(results_dir) / self.name / "evaluation" / SELECTION_FILE
+        if not record.is_file():
+            raise OptionError(
+                f"--epoch best needs {record}; run python evaluation/Stain_Evaluation.py --results_dir "
+                f"{Path(results_dir) / self.name} first, or pass an epoch number"
+            )
+        selection = json.loads(record.read_text(encoding="utf-8"))
+        if not selection.get("chosen"):
+            raise OptionError(
+                f"{record}: no epoch passed the evaluation's faithfulness guards (closest: epoch "
+                f"{selection.get('closest')}); pass an epoch number to use one anyway"
+            )
+        return str(selection["chosen"])
+
+    def recover_interrupted_save(self) -> None:
+        """Finish a committed save that a crash interrupted, or discard an uncommitted one (training start-up)."""
+        outcome = checkpoint.recover_interrupted_save(self.directory)
+        if outcome is not None:
+            logger.warning("a save interrupted by a crash was found in %s and %s", self.directory, outcome)
+
+    def adopt_architecture(self, opt: argparse.Namespace, explicit: set[str], label: str) -> None:
+        """Take the architecture stored with ``label``'s G_A into ``opt``; a contradicting explicit flag is an error."""
+        network_file = self.require_checkpoint(label)
+        stored = checkpoint.read_architecture(network_file)
+        if stored is None:
+            return
+        conflicts = []
+        for key, value in stored.items():
+            if key in explicit and getattr(opt, key, value) != value:
+                conflicts.append(f"--{key} {getattr(opt, key)} (the checkpoint has {value})")
+            elif hasattr(opt, key):
+                setattr(opt, key, value)
+        if conflicts:
+            raise OptionError(
+                f"options contradict checkpoint {network_file}: {'; '.join(conflicts)}. "
+                "Drop these flags: the checkpoint's architecture is used automatically."
+            )
+
+    def prepare_training(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        """Before training: a new run must not overwrite one; a resumed run repairs a crashed save and takes
+        its checkpoint's architecture.
+
+        Under torchrun only rank 0 repairs. The other ranks only check G_A's file and read its
+        architecture, which the repair's renames never leave incomplete; they load weights after joining
+        the process group, which waits for rank 0 and so for the repair.
+        """
+        if not opt.continue_train:
+            existing = self.has_checkpoints()
+            if existing:
+                raise OptionError(
+                    f"experiment {self.name!r} already has checkpoints in {self.directory} ({len(existing)} files); "
+                    "resume it with --continue_train, choose another --name, or delete that folder to start over"
+                )
+            return
+        if opt.rank == 0:
+            self.recover_interrupted_save()
+        if not checkpoint.network_path(self.directory, opt.epoch, "G_A").is_file():
+            raise CheckpointError(
+                f"--continue_train: no checkpoint {checkpoint.network_path(self.directory, opt.epoch, 'G_A')}; "
+                f"{checkpoint.describe_available(self.directory, 'G_A')}"
+            )
+        self.adopt_architecture(opt, explicit, opt.epoch)
+
+    def prepare_testing(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        """Before testing: take the architecture of the checkpoint to test (the newest for ``all``)."""
+        if opt.epoch == "all":
+            epochs = self.saved_epochs()
+            label = str(epochs[-1]) if epochs else "latest"
+        else:
+            label = opt.epoch
+        self.adopt_architecture(opt, explicit, label)
+
+    # -- inference -------------------------------------------------------------------------------
+    def load_generator(self, label: str, device: torch.device, network: str = "G_A") -> tuple[nn.Module, dict]:
+        """The trained generator ``network`` at ``label``, rebuilt from its stored architecture, in eval mode."""
+        path = self.require_checkpoint(label, network)
+        architecture = checkpoint.read_architecture(path)
+        if architecture is None:
+            raise CheckpointError(f"{path} holds bare weights without their architecture; a file of train.py is needed")
+        generator = networks.build_generator(architecture, reverse=network == "G_B")
+        checkpoint.load_network(path, generator, architecture, device)
+        return generator.to(device).eval(), architecture
+
+    def training_normalization(self, overrides: dict[str, Any] | None = None) -> IntensityNormalization | None:
+        """The intensity rule the training data were prepared with, updated by ``overrides``; None if neither.
+
+        Read from the ``preparation.json`` of the dataroot named in the saved training options;
+        ``overrides`` holds flags the user gave (``low_percentile``, ``high_percentile``, ``invert``),
+        None values ignored.
+        """
+        dataroot = self.saved_options().get("dataroot")
+        recorded = recorded_normalization(dataroot) if dataroot else None
+        given = {key: value for key, value in (overrides or {}).items() if value is not None}
+        if recorded is None and not given:
+            return None
+        return IntensityNormalization.from_dict({**(recorded.to_dict() if recorded else {}), **given})
+
+
+def read_options(path: Path) -> dict[str, Any]:
+    """The options saved at ``path`` (``<stem>.json``); empty if there is no such file."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read saved options {path}: {error}") from error
+
+
+def save_options(folder: Path, stem: str, options: dict[str, Any], text: str) -> None:
+    """``<stem>.txt`` (``text``, for people) and ``<stem>.json`` (the values, for programs) into ``folder``."""
+    write_text_atomic(Path(folder) / f"{stem}.txt", text + "\n")
+    write_text_atomic(Path(folder) / f"{stem}.json", json.dumps(options, indent=2, sort_keys=True) + "\n")
+
+
+def saved_defaults_reader(stem: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
+    """For the option parsers: the options saved by the experiment that partly parsed options name."""
+    return lambda known: Experiment(Path(known.checkpoints_dir), known.name).saved_options(stem)
+
+
+# -- what a training run shows -------------------------------------------------------------------
+_SAMPLE_NAME = re.compile(r"epoch(\d+)_(.+)\.png")
+
+
+class TrainingReport:
+    """Writes ``loss_log.txt/.csv``, ``loss_curves.png`` and ``web/index.html`` into the
+    experiment folder; the page shows the same sample images translated after every epoch."""
+
+    def __init__(self, opt: argparse.Namespace, loss_names: list[str], visual_names: list[str]) -> None:
+        self.directory = Experiment.of(opt).directory
+        self.web_directory = self.directory / "web"
+        self.name = opt.name
+        self.loss_names = loss_names
+        self.visual_names = visual_names
+        self.image_width = opt.display_winsize
+        self.loss_log = LossLog(self.directory, loss_names)
+        self.display = VisdomDisplay.connect(opt.display_id, opt.display_server, opt.display_port, opt.display_env)
+
+    @property
+    def page_path(self) -> Path:
+        return self.web_directory / "index.html"
+
+    @property
+    def plot_path(self) -> Path:
+        return self.directory / "loss_curves.png"
+
+    def start(self, first_epoch: int) -> None:
+        self.loss_log.start(first_epoch)
+
+    def log_losses(self, report: LossReport) -> None:
+        logger.debug(self.loss_log.record(report))
+        if self.display is not None:
+            self.display.plot_losses(report.progress, report.losses)
+
+    def end_epoch(self, epoch: int, samples: dict[str, np.ndarray]) -> None:
+        """Save this epoch's sample images (uint8) and refresh the page and the loss plot."""
+        for name, image in samples.items():
+            write_image(self.web_directory / "images" / f"epoch{epoch:04d}_{name}.png", image)
+        plot_loss_curves(self.loss_log.read(), self.loss_names, self.plot_path, f"{self.name}: training losses")
+        self.write_page()
+        if self.display is not None:
+            self.display.show_images(samples, epoch)
+
+    def write_page(self) -> Path:
+        """Rebuild the page from the saved images, newest epoch first (so it survives resumes)."""
+        by_epoch: dict[int, list[str]] = {}
+        for path in sorted((self.web_directory / "images").glob("epoch*.png")):
+            match = _SAMPLE_NAME.fullmatch(path.name)
+            if match:
+                by_epoch.setdefault(int(match.group(1)), []).append(match.group(2))
+        page = HTMLPage(f"Training: {self.name}", refresh_seconds=60)
+        if self.plot_path.is_file():
+            page.add_header("Losses")
+            page.add_images([("../loss_curves.png", "loss curves")], width=900)
+        for epoch in sorted(by_epoch, reverse=True):
+            page.add_header(f"Epoch {epoch}")
+            names = sorted(by_epoch[epoch], key=self._display_order)
+            page.add_images([(f"images/epoch{epoch:04d}_{name}.png", name) for name in names], self.image_width)
+        return page.save(self.page_path)
+
+    def _display_order(self, name: str) -> tuple[int, str]:
+        """The model's own order of visuals (real, fake, reconstruction, ...), unknown names last."""
+        known = self.visual_names
+        return (known.index(name) if name in known else len(known), name)

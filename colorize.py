@@ -9,11 +9,11 @@ glob pattern); each page of a multi-page TIFF is an image of its own. Images of 
 into overlapping tiles (``--tile``, ``--overlap``) blended without seams, with instance-norm
 statistics of the whole image (see ``models/tiling.py``); the output has exactly the input's size.
 
-Intensities are read as in training and test.py (:func:`data.intensity.prepare_source`): 8-bit
-images as they are (the prepared crops are 8-bit), raw frames of any other depth by the
-percentile stretch and inversion the training data recorded in their ``preparation.json``, or by
-their own range without one. ``--low_percentile``/``--high_percentile``/``--invert`` override the
-rule and apply it to 8-bit images too.
+Intensities are read as in training and test.py (:func:`data.intensity.prepare_source`): crops of
+a prepared dataset as they are; raw frames, of any depth, by the percentile stretch and inversion
+the training data recorded in their ``preparation.json`` (without one: 8-bit as is, other depths
+by their own range). ``--low_percentile``/``--high_percentile``/``--invert`` override the rule and
+apply it to every image.
 An unreadable file is named, skipped and counted, and the rest is done (exit status 1 then).
 """
 

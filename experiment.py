@@ -111,8 +111,14 @@ class Experiment:
         """``requested`` as a checkpoint label; ``best`` is the epoch Stain_Evaluation chose for this experiment."""
         if requested != "best":
             return requested
-        record = Path(results_dir) / self.name / "evaluation" / SELECTION_FILE
+        evaluation = Path(results_dir) / self.name / "evaluation"
+        record = evaluation / SELECTION_FILE
         if not record.is_file():
+            older = evaluation / "scores.json"  # an evaluation from before the guarded choice marks "best"
+            rows = json.loads(older.read_text(encoding="utf-8")) if older.is_file() else []
+            best = [row["label"] for row in rows if isinstance(row, dict) and row.get("best")]
+            if best:
+                return str(best[0])
             raise OptionError(
                 f"--epoch best needs {record}; run python evaluation/Stain_Evaluation.py --results_dir "
                 f"{Path(results_dir) / self.name} first, or pass an epoch number"

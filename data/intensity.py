@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from data.image_io import image_from_array, unit_range_bounds
-from data.preparation import read_settings
+from data.preparation import SETTINGS_NAME, read_settings
 from util.errors import ImageReadError, OptionError
 
 
@@ -86,29 +86,40 @@ def recorded_normalization(dataroot: str | os.PathLike) -> IntensityNormalizatio
     return None
 
 
-def prepare_source(
-    array: np.ndarray, normalization: IntensityNormalization | None, name: str | os.PathLike, always: bool = False
-) -> np.ndarray:
-    """The (H, W) uint8 gray image a generator reads, from a source image's stored pixels.
+def is_prepared(path: str | os.PathLike) -> bool:
+    """True for an image inside a dataset a preparation script wrote (``<dataroot>/<split>A/x.png``, with the
+    ``preparation.json`` beside the split folders): its pixels are the rule's output already."""
+    folder = Path(path).parent
+    return (folder / SETTINGS_NAME).is_file() or (folder.parent / SETTINGS_NAME).is_file()
 
-    - An 8-bit image is taken as prepared: the crops the preparation scripts write are 8-bit,
-      and stretching them again would change them (``always`` applies ``normalization`` to 8-bit
-      images too, for colorize.py's explicit overrides).
-    - Any other depth is a raw frame: ``normalization`` (the recorded percentile stretch and
-      inversion) or, without one, the frame's own range (:func:`data.image_io.to_unit_range`),
-      then rounded to 8 bits like the training crops.
-    - Colour becomes gray by BT.601 luma first; NaN or infinite pixels are refused, naming ``name``.
+
+def prepare_source(
+    array: np.ndarray, normalization: IntensityNormalization | None, path: str | os.PathLike, always: bool = False
+) -> np.ndarray:
+    """The (H, W) uint8 gray image a generator reads, from the stored pixels of the source image at ``path``.
+
+    - An 8-bit image inside a prepared dataset (:func:`is_prepared`) is taken as it is: the crops
+      the preparation scripts write are the rule's 8-bit output, and stretching them again would
+      change them.
+    - Any other image is a raw frame: ``normalization`` (the recorded percentile stretch and
+      inversion) applies to it, whatever its depth (Cell Tracking Challenge frames can be 8-bit).
+      Without a rule an 8-bit image is taken as it is and any other depth is stretched by its own
+      range (:func:`data.image_io.to_unit_range`), then rounded to 8 bits like the training crops.
+    - ``always`` applies ``normalization`` to every image (colorize.py's explicit overrides).
+
+    Colour becomes gray by BT.601 luma first; NaN or infinite pixels are refused, naming ``path``.
     Raw 2-D frames are converted a band of rows at a time, so large frames stay small in memory.
     """
     array = np.asarray(array)
-    raw = array.dtype != np.uint8
+    eight_bit = array.dtype == np.uint8
+    raw = always or not eight_bit or not is_prepared(path)
     if array.ndim == 3:
-        array = image_from_array(array, 1, name)[:, :, 0]  # luma in [0, 1]; NaN refused
-        if normalization is not None and (always or raw):
+        array = image_from_array(array, 1, path)[:, :, 0]  # luma in [0, 1]; NaN refused
+        if normalization is not None and raw:
             return normalization.apply(array)
         return np.rint(array * 255.0).astype(np.uint8)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ImageReadError(f"image {name} contains NaN or infinite values")
-    if normalization is not None and (always or raw):
+        raise ImageReadError(f"image {path} contains NaN or infinite values")
+    if normalization is not None and raw:
         return normalization.apply(array)
-    return stretch_to_uint8(array, *unit_range_bounds(array)) if raw else array
+    return array if eight_bit else stretch_to_uint8(array, *unit_range_bounds(array))

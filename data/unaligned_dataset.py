@@ -71,8 +71,6 @@ class UnalignedDataset(BaseDataset):
         return {"A": image, "A_paths": str(path)}
 
 
-logger = logging.getLogger(__name__)
-
 #: How many offending file names an error message lists before it only gives the count.
 _NAMES_SHOWN = 10
 

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stain_reference",
         type=Path,
         default=None,
-        help="real H&E the stain model is estimated from (default <dataroot>/trainB, else the validation reference)",
+        help="real H&E the stain model is estimated from (default <dataroot>/trainB, else the validation "
+        "reference, else the test reference, with a note)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <results_dir>/evaluation)")
     guards = parser.add_argument_group("faithfulness guards (an epoch must pass all to be chosen)")
@@ -161,8 +162,8 @@ def evaluate(args: argparse.Namespace) -> Path:
     extractor = None
     if args.inception_weights is not None:  # checked before the long scoring, not after it
         extractor = inception.InceptionFeatures(args.inception_weights, args.gpu_ids)
-    stain_model = load_stain_model(args.stain_reference, dataroot, val_reference or test_reference, notes)
     references = {"val": val_reference, "test": test_reference}
+    stain_model = load_stain_model(args.stain_reference, dataroot, references, notes)
     if references[choose_on] is None:
         raise EvaluationError(
             "no real H&E reference: pass --dataroot (with valB and testB folders) or --reference_dir <real H&E tiles>"
@@ -243,11 +244,19 @@ def choice_split(
 
 
 def load_stain_model(
-    explicit: Path | None, dataroot: Path | None, fallback: Path | None, notes: list[str]
+    explicit: Path | None, dataroot: Path | None, references: dict[str, Path | None], notes: list[str]
 ) -> StainModel:
-    """The stain model estimated from ``explicit``, ``<dataroot>/trainB`` or ``fallback`` (first that exists)."""
-    candidates = [explicit] if explicit is not None else [dataroot / "trainB" if dataroot else None, fallback]
+    """The stain model estimated from ``explicit``, else ``<dataroot>/trainB``, else the validation reference,
+    else (with a note: the rule then saw the test split) the test reference: the first that exists."""
+    candidates = (
+        [explicit] if explicit is not None else [dataroot / "trainB" if dataroot else None, *references.values()]
+    )
     folder = next((path for path in candidates if path is not None and Path(path).is_dir()), None)
+    if explicit is None and folder is not None and folder == references.get("test"):
+        notes.append(
+            "The stain model was estimated from the test H&E (no trainB, no validation split): the nucleus rule "
+            "has seen the test split; pass --stain_reference <training H&E tiles> to avoid that."
+        )
     if folder is None:
         raise EvaluationError(
             "no real H&E to estimate the stain model from: pass --dataroot (with trainB) or --stain_reference <tiles>"
@@ -289,8 +298,10 @@ def score_epochs(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
 
 
 def score_baselines(split: scoring.SplitData, fitted: scoring.FittedBaselines) -> list[scoring.Row]:
-    """The baseline and sanity rows of ``split``, on the inputs and masks of its first epoch folder."""
-    samples, _ = scoring.load_samples(split.folders[0][1], split)
+    """The baseline and sanity rows of ``split``, on the inputs and masks of its first epoch folder with images."""
+    samples = next((found for _, folder in split.folders if (found := scoring.load_samples(folder, split)[0])), [])
+    if not samples:
+        raise EvaluationError(f"no image of the {split.name} epochs could be scored, so neither can the baselines")
     return [
         scoring.score(label, "sanity" if label == scoring.REAL_TILES else "baseline", colorized, split)
         for label, colorized in fitted.colorizations(samples).items()

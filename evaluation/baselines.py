@@ -10,8 +10,8 @@ Computed from the gray input (and, for the lookup table, the training folders) a
 
       RGB = 255 * exp(-k * (beta_H * I_nuc + beta_E * I_eos)),
 
-  with their gain k = 2.5 and absorption coefficients beta (Table 1). Nuclei where the masks
-  say, in colours no slide has: the faithfulness yardstick.
+  with their gain k = 2.5 and absorption coefficients beta (Table 1). Nuclei where the input is
+  dark, in colours no slide has: the faithfulness yardstick.
 - :class:`QuantileLookup`: a 256-entry table from input level to H&E colour, fit by quantile
   matching on the training folders: the cheapest colour mapping, which keeps every structure.
   A model whose colours are not closer to real H&E than this has learned nothing about colour.
@@ -48,6 +48,8 @@ EOSIN_BETA = Absorption(red=0.050, green=1.000, blue=0.544)
 GAIN = 2.5
 #: The input's background level is this percentile of its own pixels (nuclei dark, so background is the bright bulk).
 BACKGROUND_PERCENTILE = 90.0
+#: Most pixels the eosin level is calibrated on.
+EOSIN_FIT_PIXELS = 200_000
 #: Most pixels the lookup table is fit on, per side.
 LOOKUP_FIT_PIXELS = 1_000_000
 
@@ -93,7 +95,7 @@ def beer_lambert_he(gray: np.ndarray, eosin_level: float, k: float = GAIN) -> np
 def calibrate_eosin_level(stain_model: StainModel, reference: Sequence[np.ndarray], k: float = GAIN) -> float:
     """The eosin level at which the Beer-Lambert background carries the median eosin amount of the
     reference's non-nuclear pixels (by ``stain_model``); searched on a grid of 0.005 in [0, 2]."""
-    pixels = sample_pixels(reference, 200_000)
+    pixels = sample_pixels(reference, EOSIN_FIT_PIXELS)
     tissue = pixels[~stain_model.nuclear(pixels)]
     target = float(np.median(stain_model.eosin(tissue if len(tissue) else pixels)))
     levels = np.linspace(0.0, 2.0, 401)

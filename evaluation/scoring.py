@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from data.image_io import decode_array, image_from_array, list_images, read_array, read_mask_values, to_unit_range
+from data.intensity import IntensityNormalization, prepare_source, recorded_normalization
 from evaluation import baselines, metrics
+from experiment import epoch_order
 from util.errors import EvaluationError
 from util.stain import StainModel
 
@@ -94,7 +96,6 @@ class SplitData:
 
     name: str
     folders: list[tuple[str, Path]]
-    reference_dir: Path
     reference: list[np.ndarray]
     reference_names: list[str]
     reference_summary: metrics.ColorSummary
@@ -153,7 +154,6 @@ def load_split(
     split = SplitData(
         name=name,
         folders=folders,
-        reference_dir=Path(reference_dir),
         reference=reference,
         reference_names=reference_names,
         reference_summary=metrics.summarize_colors(reference, reference_names, stain_model, regions),
@@ -223,9 +223,9 @@ def load_reference(reference_dir: Path, what: str = "reference") -> tuple[list[n
     return tiles, [path.relative_to(reference_dir).as_posix() for path in paths]
 
 
-def load_gray_folder(folder: Path) -> list[np.ndarray]:
-    """Every image of a domain-A folder as (H, W) uint8 (for fitting the lookup-table baseline)."""
-    return [as_uint8(read_array(path), 1, path) for path in list_images(folder)]
+def load_gray_folder(folder: Path, normalization: IntensityNormalization | None) -> list[np.ndarray]:
+    """Every image of a domain-A folder as the generator reads it, (H, W) uint8 (for fitting the lookup table)."""
+    return [prepare_source(read_array(path), normalization, path) for path in list_images(folder)]
 
 
 def read_uint8(path: Path, channels: int) -> np.ndarray:
@@ -364,7 +364,7 @@ def fit_baselines(dataroot: Path | None, stain_model: StainModel, notes: list[st
     eosin_level = baselines.calibrate_eosin_level(stain_model, tiles)
     lookup = None
     if train_a is not None and train_a.is_dir():
-        lookup = baselines.QuantileLookup.fit(load_gray_folder(train_a), tiles)
+        lookup = baselines.QuantileLookup.fit(load_gray_folder(train_a, recorded_normalization(dataroot)), tiles)
     else:
         notes.append("No trainA: the lookup-table baseline is not computed.")
     return FittedBaselines(eosin_level, lookup, tiles)
@@ -399,11 +399,6 @@ def _batches(samples: list[Sample]) -> Iterator[list[int]]:
     for indices in groups.values():
         for start in range(0, len(indices), BATCH_IMAGES):
             yield indices[start : start + BATCH_IMAGES]
-
-
-def epoch_order(label: str) -> tuple[int, int, str]:
-    """Numbered epochs in numeric order (2 before 10), then named ones such as ``latest``."""
-    return (0, int(label), "") if label.isdigit() else (1, 0, label)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from evaluation.scoring import BEER_LAMBERT, METRIC_BY_NAME, Row, epoch_order
+from evaluation.scoring import BEER_LAMBERT, METRIC_BY_NAME, Row
+from experiment import epoch_order
 from util.errors import EvaluationError
 
 #: The physics baseline the nucleus F1 guard is stated against.
 GUARD_BASELINE = BEER_LAMBERT
-#: Realism metrics an epoch may be chosen by.
-REALISM_CHOICES = tuple(name for name, metric in METRIC_BY_NAME.items() if metric.axis == "realism")
+#: Realism metrics an epoch may be chosen by (not FID/KID: they are computed after the choice, when at all).
+REALISM_CHOICES = tuple(
+    name for name, metric in METRIC_BY_NAME.items() if metric.axis == "realism" and name not in ("fid", "kid")
+)
 #: Chosen by the region-aware colour distance; without masks, by the global one.
 DEFAULT_REALISM = "lab_swd_regions"
 FALLBACK_REALISM = "lab_swd"
@@ -44,10 +47,12 @@ class Guards:
     min_structure: float = 0.2
 
     def __post_init__(self) -> None:
-        for name, low, high in (("f1_margin", 0.0, 1.0), ("max_invented_area", 0.0, 1.0), ("min_structure", -1.0, 1.0)):
+        bounds = {"f1_margin": ("guard_f1_margin", 0.0, 1.0), "max_invented_area": ("max_invented_area", 0.0, 1.0),
+                  "min_structure": ("min_structure", -1.0, 1.0)}  # fmt: skip
+        for name, (flag, low, high) in bounds.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and low <= value <= high):
-                raise EvaluationError(f"guard --{name} must lie in [{low:g}, {high:g}], got {value}")
+                raise EvaluationError(f"guard --{flag} must lie in [{low:g}, {high:g}], got {value}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -126,7 +131,8 @@ def select(rows: list[Row], guards: Guards, realism_metric: str = DEFAULT_REALIS
     if not epochs:
         raise EvaluationError("no epoch to choose from")
     if not all(math.isfinite(row.scores[realism_metric]) for row in epochs):
-        notes.append(f"{realism_metric} could not be computed (no masks); epochs are chosen by {FALLBACK_REALISM}.")
+        why = "without masks there are no regions" if realism_metric.startswith("lab_swd_") else "it is missing"
+        notes.append(f"{realism_metric} could not be computed ({why}); epochs are chosen by {FALLBACK_REALISM}.")
         realism_metric = FALLBACK_REALISM
     sign = -1.0 if METRIC_BY_NAME[realism_metric].higher_is_better else 1.0
     passing = [row for row in epochs if not row.failed_guards]
@@ -138,11 +144,10 @@ def select(rows: list[Row], guards: Guards, realism_metric: str = DEFAULT_REALIS
 
 
 def _shortfall(row: Row, guards: Guards, f1_floor: float) -> float:
-    """How far a failing row is from passing: the sum of its guard violations, each on its own scale."""
+    """How far a failing row is from passing: the sum of its guard violations, each on its own scale
+    (a metric that could not be computed counts as infinitely far)."""
     scores = row.scores
-    total = max(0.0, guards.min_structure - scores["structure_spearman"])
+    gaps = [guards.min_structure - scores["structure_spearman"]]
     if math.isfinite(f1_floor):
-        total += max(0.0, f1_floor - scores["nucleus_f1"]) + max(
-            0.0, scores["invented_area"] - guards.max_invented_area
-        )
-    return total
+        gaps += [f1_floor - scores["nucleus_f1"], scores["invented_area"] - guards.max_invented_area]
+    return sum(math.inf if math.isnan(gap) else max(0.0, gap) for gap in gaps)

@@ -6,8 +6,9 @@ Each loss is 0 (or its minimum) when the image is right, and keeps a gradient on
 
 What "nucleus" means for a colour image is the project's stain model (:mod:`util.stain`):
 hematoxylin amount from colour deconvolution, less the colour no H&E mixture explains, above a
-threshold calibrated on real H&E. The model reads its vectors and threshold as tensors here, so
-the loss and the evaluation agree on every pixel.
+threshold calibrated on real H&E. The loss computes the same per-pixel score as the evaluation
+(:func:`nucleus_score`, tested equal); the evaluation then smooths it slightly and drops specks
+when it reads whole nuclei.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ def optical_density(rgb: torch.Tensor) -> torch.Tensor:
     The formula of :func:`util.stain.optical_density`, on continuous intensities.
     """
     return -torch.log10((to_unit_range(rgb) * 255.0 + 1.0) / 256.0)
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """CIELAB (D65 white) of (N, 3, H, W) sRGB in [-1, 1]: (N, 3, H, W) with L* in [0, 100].
-
-    The conversion of ``skimage.color.rgb2lab`` (see :func:`pixels_to_lab`).
-    """
-    return pixels_to_lab(rgb.movedim(1, -1)).movedim(-1, 1)
 
 
 def pixels_to_lab(rgb: torch.Tensor) -> torch.Tensor:

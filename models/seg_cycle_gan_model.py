@@ -217,7 +217,12 @@ class SegCycleGANModel(CycleGANModel):
     def load_extra_training_state(self, state: dict[str, Any]) -> None:
         super().load_extra_training_state(state)
         if "stain_model" in state:  # checkpoints from before the stain model keep the one just calibrated
-            self.use_stain_model(
-                StainModel.from_dict(state["stain_model"]),
-                improved_losses.ColorReference.from_state_dict(state["color_reference"]),
-            )
+            reference = improved_losses.ColorReference.from_state_dict(state["color_reference"])
+            stored = (len(reference.nuclei.directions), reference.nuclei.levels)
+            if stored != (self.opt.color_projections, self.opt.color_samples):
+                logger.warning(
+                    "the run's colour reference has %d directions and %d samples; --color_projections and "
+                    "--color_samples given now are ignored so that the resumed run computes the same loss",
+                    *stored,
+                )
+            self.use_stain_model(StainModel.from_dict(state["stain_model"]), reference)

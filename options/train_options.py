@@ -87,9 +87,27 @@ class TrainOptions(BaseOptions):
         """With ``--continue_train``, the resumed run's options (but those of one invocation)."""
         if not known.continue_train:
             return {}
-        return {key: value for key, value in super().saved_defaults(known).items() if key not in _PER_INVOCATION}
+        saved = {key: value for key, value in super().saved_defaults(known).items() if key not in _PER_INVOCATION}
+        return _from_older_runs(saved)
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
         if opt.n_epochs + opt.n_epochs_decay < 1:
             raise OptionError("--n_epochs + --n_epochs_decay must be at least 1")
+
+
+def _from_older_runs(saved: dict[str, Any]) -> dict[str, Any]:
+    """Saved options of a ``seg_cycle_gan`` run from before the stain model (it has ``gt_polarity``), as they
+    read now: ``lambda_hsv`` is ``lambda_color``; ``gt_threshold`` was a darkness, which now would be read
+    as an optical density, so it is dropped and the threshold is calibrated on trainB."""
+    if "gt_polarity" not in saved:
+        return saved
+    saved = dict(saved)
+    if "lambda_hsv" in saved:
+        saved.setdefault("lambda_color", saved.pop("lambda_hsv"))
+    if saved.pop("gt_threshold", None) is not None:
+        logger.warning(
+            "this run was saved before the stain model: its --gt_threshold was a darkness (0..1), not a "
+            "hematoxylin score, so the threshold is calibrated on trainB instead; its colour loss is the new one"
+        )
+    return saved

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -107,14 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--jobs", type=positive_int, default=2, help="runs at the same time")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads of each run (OMP_NUM_THREADS)")
-    parser.add_argument("--force", action="store_true", help="redo runs whose evaluation exists")
+    parser.add_argument("--force", action="store_true", help="delete every run's files and train it again")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train.py flags, for every run")
     return parser
 
 
 def run_one(run: Run, dataroot: Path, threads: int, force: bool, extra: Sequence[str]) -> Run:
     """Train, test and evaluate ``run`` (each step a subprocess), unless its evaluation exists."""
-    if (run.evaluation / SELECTION_FILE).is_file() and not force:
+    if force:  # start over: a finished run would otherwise only be continued
+        for folder in (run.checkpoints / run.name, run.results / run.name):
+            shutil.rmtree(folder, ignore_errors=True)
+        (run.results / f"{run.name}.log").unlink(missing_ok=True)
+    elif (run.evaluation / SELECTION_FILE).is_file():
         logger.info("%s: evaluated already", run.name)
         return run
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -84,8 +84,9 @@ def export_metadata(experiment: Experiment, label: str, network_name: str, archi
             "range": [-1.0, 1.0],
             "to_uint8": "pixel = round((clamp(y, -1, 1) + 1) * 127.5)",
         },
-        "intensity_normalization": {
-            "applies_to": "raw gray frames (e.g. 16-bit), before from_uint8",
+        # The key keeps its first spelling: programs that read exported files look it up.
+        "intensity_normalisation": {
+            "applies_to": "raw gray frames (e.g. 16-bit, or 8-bit camera frames), before from_uint8",
             "rule": "stretch linearly so the low/high percentiles map to 0/255, clip, then invert if set",
             **(normalization.to_dict() if normalization is not None else {"none": True}),
         },

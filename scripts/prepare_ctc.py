@@ -170,6 +170,8 @@ def assign_splits(layout: Layout, args: argparse.Namespace) -> dict[tuple[str, i
 
     Validation frames are taken from each sequence's training frames: the range ``--val_frames``,
     or the last ``--val_fraction`` of them (rounded; at least one frame always stays for training).
+    With ``--split frames`` the block is the end of the training frames after the test range when
+    there are any (else of those before it): one block, never split around the test range.
     """
     splits: dict[tuple[str, int], str] = {}
     for sequence, frames in layout.frames.items():
@@ -186,7 +188,11 @@ def assign_splits(layout: Layout, args: argparse.Namespace) -> dict[tuple[str, i
             validation = [number for number in training if first <= number <= last]
         else:
             count = min(round(len(training) * args.val_fraction), len(training) - 1)
-            validation = training[len(training) - count :] if count > 0 else []
+            side = training
+            if args.split == "frames":
+                after = [number for number in training if number > args.test_frames[1]]
+                side = after if after else training
+            validation = side[len(side) - min(count, len(side)) :] if count > 0 else []
         splits.update({(sequence, number): "val" for number in validation})
     return splits
 
@@ -310,11 +316,17 @@ def prepare(args: argparse.Namespace) -> dict[str, int]:
             )  # fmt: skip
     finally:
         archive.close()
-    summarise(layout, counts, foreground, empty)
+    summarize(layout, counts, foreground, empty, validation_asked=args.val_fraction > 0 or args.val_frames is not None)
     return counts
 
 
-def summarise(layout: Layout, counts: dict[str, int], foreground: dict[str, list[float]], empty: int) -> None:
+def summarize(
+    layout: Layout,
+    counts: dict[str, int],
+    foreground: dict[str, list[float]],
+    empty: int,
+    validation_asked: bool = True,
+) -> None:
     """Log what was found and written: frames per sequence, skipped frames, crops and foreground per split."""
     for sequence in sorted(set(layout.frames) | set(layout.without_truth)):
         logger.info(
@@ -326,7 +338,7 @@ def summarise(layout: Layout, counts: dict[str, int], foreground: dict[str, list
     for split in SPLITS:
         mean = float(np.mean(foreground[split])) if foreground[split] else 0.0
         logger.info("%s: %d crops, mean foreground fraction %.3f", split, counts[split], mean)
-    if counts["val"] == 0:
+    if counts["val"] == 0 and validation_asked:
         logger.warning(
             "no validation crops: Stain_Evaluation will have to choose the epoch on the test split; give each "
             "training sequence more frames with truth, or pass --val_frames START-END"

@@ -82,7 +82,7 @@ def stain_matrix(hematoxylin: Sequence[float], eosin: Sequence[float]) -> np.nda
     return np.stack([first, second, _unit(residual)])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StainModel:
     """Stain vectors of one H&E domain and its nucleus threshold.
 
@@ -99,10 +99,6 @@ class StainModel:
     def inverse(self) -> np.ndarray:
         """(3, 3): ``amounts = OD @ inverse`` (columns: hematoxylin, eosin, residual)."""
         return np.linalg.inv(self.vectors)
-
-    def amounts(self, rgb: np.ndarray) -> np.ndarray:
-        """Stain amounts (..., 3) float64 of uint8 RGB pixels (..., 3): hematoxylin, eosin, residual (OD units)."""
-        return optical_density(rgb) @ self.inverse
 
     def hematoxylin(self, rgb: np.ndarray) -> np.ndarray:
         """Hematoxylin amount (...) float32 of uint8 RGB pixels (..., 3), through a per-level table (no float copy)."""

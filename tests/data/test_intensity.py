@@ -44,13 +44,19 @@ def test_constant_frames_and_bad_settings() -> None:
 
 
 # -- the one way a source image reaches a generator -------------------------------------------------
-def test_prepare_source_takes_8_bit_as_prepared_and_stretches_raw_frames() -> None:
+def test_prepare_source_takes_prepared_crops_as_they_are_and_applies_the_rule_to_raw_frames(tmp_path: Path) -> None:
     rule = IntensityNormalization(0.5, 99.5, invert=True)
+    dataroot = tmp_path / "data"
+    write_settings(dataroot, {"normalization": rule.to_dict()})
     crop = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    assert prepare_source(crop, rule, "crop.png") is crop  # the crops the scripts write: as they are
-    np.testing.assert_array_equal(prepare_source(crop, rule, "crop.png", always=True), rule.apply(crop))
+    prepared = dataroot / "testA" / "crop.png"  # what a preparation script wrote: the rule's output
+    assert prepare_source(crop, rule, prepared) is crop
+    np.testing.assert_array_equal(prepare_source(crop, rule, prepared, always=True), rule.apply(crop))
+    # An 8-bit raw frame (Cell Tracking Challenge frames can be 8-bit) outside a prepared dataset gets the rule.
+    np.testing.assert_array_equal(prepare_source(crop, rule, tmp_path / "raw" / "t000.tif"), rule.apply(crop))
+    assert prepare_source(crop, None, tmp_path / "raw" / "t000.tif") is crop  # no rule: 8-bit as it is
     frame = tifffile.imread(SOURCE)[:64, :64]
-    np.testing.assert_array_equal(prepare_source(frame, rule, "frame.tif"), rule.apply(frame))
+    np.testing.assert_array_equal(prepare_source(frame, rule, prepared.with_suffix(".tif")), rule.apply(frame))
     by_range = prepare_source(frame, None, "frame.tif")
     assert by_range.dtype == np.uint8 and by_range.min() == 0 and by_range.max() == 255
     rgb = np.repeat(crop[:, :, None], 3, axis=2)

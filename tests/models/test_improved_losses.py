@@ -69,7 +69,7 @@ def test_optical_density_and_nucleus_score_equal_the_evaluation_s(
 def test_lab_equals_scikit_image(crops: dict[str, torch.Tensor]) -> None:
     rgb = torch.cat([crops["he"][:2], torch.rand(1, 3, 128, 128) * 2 - 1, -torch.ones(1, 3, 128, 128)])
     expected = rgb2lab(((rgb.permute(0, 2, 3, 1).double() + 1) / 2).numpy())
-    np.testing.assert_allclose(losses.rgb_to_lab(rgb).permute(0, 2, 3, 1).numpy(), expected, atol=2e-3)
+    np.testing.assert_allclose(losses.pixels_to_lab(rgb.permute(0, 2, 3, 1)).numpy(), expected, atol=2e-3)
 
 
 # -- ground truth ---------------------------------------------------------------------------------

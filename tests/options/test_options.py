@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from experiment import save_options
+from experiment import save_options, saved_defaults_reader
 from options.test_options import TestOptions as InferenceOptions
 from options.train_options import TrainOptions
 from tests.helpers import parse_test_options
@@ -112,3 +112,15 @@ def test_test_options_need_a_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="holds no checkpoint of G_A; train first"):
         parse_test_options(["--name", "nothing", "--checkpoints_dir", str(tmp_path), "--dataroot", "x"])
+
+
+def test_a_seg_run_saved_before_the_stain_model_resumes_with_its_flags_read_as_they_mean_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = {"model": "seg_cycle_gan", "dataroot": "data", "gt_polarity": "dark", "gt_threshold": 0.5, "lambda_hsv": 7.0}
+    save_options(tmp_path / "old", "train_opt", old, "")
+    (tmp_path / "old" / "latest_net_G_A.pth").write_bytes(b"")  # parsing only looks at the options
+    options = TrainOptions(saved_defaults_reader("train_opt"))
+    opt = options.parse(["--name", "old", "--checkpoints_dir", str(tmp_path), "--continue_train"])
+    assert opt.lambda_color == 7.0 and opt.gt_threshold is None
+    assert "was a darkness" in caplog.text

@@ -181,3 +181,13 @@ def test_leaking_or_impossible_splits_are_refused(ctc: Path, tmp_path: Path, cap
     assert "--split frames needs --test_frames" in caplog.text
     with pytest.raises(SystemExit):
         main([str(ctc), "--output", output, "--test_frames", "9-3"])
+
+
+def test_with_frame_splits_the_validation_block_sits_on_one_side_of_the_test_range(tmp_path: Path) -> None:
+    dataset = make_ctc(tmp_path / "ctc", frames=6)
+    arguments = ["--truth", "silver", "--split", "frames", "--test_frames", "1-2", "--val_fraction", "0.5"]
+    assert main([str(dataset), "--output", str(tmp_path / "A"), *arguments]) == 0
+    rows = manifest(tmp_path / "A")
+    frames = {split: {int(row["frame"]) for row in rows if row["split"] == split} for split in ("train", "val", "test")}
+    # Training frames 0, 3, 4, 5: half of them (2) validate, from the frames after the test range only.
+    assert frames == {"train": {0, 3}, "val": {4, 5}, "test": {1, 2}}

@@ -35,13 +35,15 @@ def test_a_tiny_ablation_writes_the_table_the_grid_and_the_readme_section(small_
     ]  # fmt: skip
     assert main(arguments) == 0
     records = json.loads((docs / "results.json").read_text())
-    assert [record["configuration"] for record in records] == ["cycle_gan", "seg_cycle_gan", *BASELINES]
-    for record in records[:2]:
+    assert set(records) == {"test", "val"}
+    assert [record["configuration"] for record in records["test"]] == ["cycle_gan", "seg_cycle_gan", *BASELINES]
+    for record in records["test"][:2] + records["val"][:2]:
         assert record["seeds"] == [0] and record["epochs"][0] in ("1", "2")
         assert record["nucleus_f1"]["mean"] is not None and 0 <= record["nucleus_f1"]["mean"] <= 1
     text = readme.read_text()
     assert text.startswith("# Title\n\nbefore\n") and text.endswith("after\n") and "old table" not in text
     assert "| `seg_cycle_gan` |" in text and "scripts/ablation.py" in text and "ablation_grid.jpg" in text
+    assert "**Test split**" in text and "**Validation split**" in text
     assert "| `seg_cycle_gan` |" in (docs / "results.md").read_text()
     grid = read_array(docs / "images" / "ablation_grid.jpg")
     assert grid.ndim == 3 and grid.shape[1] > grid.shape[0]

@@ -32,8 +32,8 @@ demo: dataset
 	$(BIN)/python evaluation/Stain_Evaluation.py --results_dir results/$(DEMO_NAME) --dataroot datasets/demo
 	@echo
 	@echo "Training page:  checkpoints/$(DEMO_NAME)/web/index.html"
-	@echo "Test results:   results/$(DEMO_NAME)/index.html (one page per saved epoch)"
-	@echo "Evaluation:     results/$(DEMO_NAME)/evaluation/report.html (scores, best epoch, baselines)"
+	@echo "Test results:   results/$(DEMO_NAME)/index.html (one page per saved epoch and split)"
+	@echo "Evaluation:     results/$(DEMO_NAME)/evaluation/report.html (realism and faithfulness, the chosen epoch, baselines)"
 
 test: setup
 	$(BIN)/python -m pytest -n 2

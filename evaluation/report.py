@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 from scipy import ndimage
 
 from data.image_io import write_image
@@ -188,6 +188,11 @@ def plot_axes(rows: list[Row], picked: Selection, path: Path) -> Path:
             axis.axhspan(bound, high, color="tab:red", alpha=0.08)
         axis.set_ylim(low, high)
         x_metric, y_metric = METRIC_BY_NAME[x_name], METRIC_BY_NAME[y_name]
+        if not x_metric.higher_is_better:  # distances span the gray input's 25 to an epoch's 1: a log axis shows both
+            axis.set_xscale("log")
+            axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(f"realism: {x_metric.title} ({'higher' if x_metric.higher_is_better else 'lower'} is better)")
         axis.set_ylabel(f"{y_metric.title} ({'higher' if y_metric.higher_is_better else 'lower'} is better)")
         axis.set_title(f"faithfulness: {y_metric.title}", fontsize=10)
@@ -198,7 +203,7 @@ def plot_axes(rows: list[Row], picked: Selection, path: Path) -> Path:
         legend.update(zip(labels, handles, strict=True))
     figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize=8)
     figure.suptitle(f"Realism against faithfulness ({picked.split} split); shaded: fails the guard", fontsize=11)
-    figure.tight_layout(rect=(0, 0.16, 1, 0.95))
+    figure.tight_layout(rect=(0, 0.16, 1, 0.95), w_pad=3.0)
     return _save(figure, path)
 
 

@@ -176,7 +176,7 @@ def evaluate(args: argparse.Namespace) -> Path:
         stain_model,
     )
     fitted = scoring.fit_baselines(dataroot, stain_model, notes)
-    rows = score_epochs(choice, args.workers)
+    rows = score_split(choice, args.workers)
     rows += score_baselines(choice, fitted)
     picked = selection.select(rows, guards, args.select_by)
     notes += picked.notes
@@ -273,7 +273,7 @@ def load_stain_model(
     return model
 
 
-def score_epochs(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
+def score_split(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
     """The rows of every epoch that has an image to score, with a progress bar and what was skipped logged."""
     rows = []
     epochs = scoring.score_epochs(split.folders, split, workers)

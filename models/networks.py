@@ -301,7 +301,6 @@ def define_generator(
 ) -> Generator:
     """Build and initialise the generator named by ``--netG``."""
     _check_choice("--netG", net_g, GENERATOR_TYPES)
-    _check_choice("--norm", norm, NORM_TYPES)
     if net_g.startswith("resnet_"):
         blocks = int(net_g.removeprefix("resnet_").removesuffix("blocks"))
         network: Generator = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=blocks)
@@ -339,7 +338,6 @@ def define_discriminator(
 ) -> nn.Module:
     """Build and initialise the discriminator named by ``--netD`` (``n_layers`` for ``n_layers``)."""
     _check_choice("--netD", net_d, DISCRIMINATOR_TYPES)
-    _check_choice("--norm", norm, NORM_TYPES)
     if net_d == "pixel":
         network: nn.Module = PixelDiscriminator(input_nc, ndf, norm)
     else:

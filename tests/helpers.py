@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +64,35 @@ def parse_test_options(argv: list[str]) -> argparse.Namespace:
 def losses_of(model: object) -> dict[str, float]:
     """The losses of a model's last step as floats, in its ``loss_names`` order (this synchronises)."""
     return {name: float(model.losses[name]) for name in model.loss_names if name in model.losses}
+
+
+@functools.cache
+def can_mount_tmpfs() -> bool:
+    """True where a test may mount a small tmpfs in a private user and mount namespace (``unshare -rm``).
+
+    That makes real faults: a full disk (a tmpfs of a few hundred KB) or a read-only file system.
+    Machines that forbid user namespaces (some CI containers) skip those tests.
+    """
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        probe = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{folder}'"], capture_output=True
+        )
+    return probe.returncode == 0
+
+
+def run_on_small_disk(
+    mount_point: Path, script: str, size: str = "1m", read_only: bool = False, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run the shell ``script`` (in the repository root) with a fresh tmpfs of ``size`` mounted on ``mount_point``.
+
+    The mount lives in a private namespace and vanishes with the script, so a script that wants
+    its files checked afterwards copies them out itself. Returns the finished process (not checked).
+    """
+    mount_point.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o {options} tmpfs '{mount_point}' && {script}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip

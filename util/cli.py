@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from util.disk import describe_os_error, is_machine_error
 from util.distributed import context_from_environment
 from util.errors import CellCycleGANError, user_message
 from util.log import setup_logging
@@ -28,13 +29,20 @@ def run_script(job: Callable[[], object], interrupted_hint: str | None = None) -
     some inputs were skipped), else 0.
 
     A :class:`CellCycleGANError` (a problem the user can fix) becomes one ``ERROR`` line and
-    status 1. With ``interrupted_hint``, Ctrl-C becomes that warning and status 130. Other
-    exceptions are bugs and keep their traceback.
+    status 1, and so does a failure of the machine that no step caught on its own (a full disk,
+    a read-only folder: :mod:`util.disk`). With ``interrupted_hint``, Ctrl-C becomes that warning
+    and status 130. Other exceptions are bugs and keep their traceback.
     """
     try:
         status = job()
     except CellCycleGANError as error:
         logger.error("%s", user_message(error))
+        return 1
+    except OSError as error:
+        if not is_machine_error(error):
+            raise
+        where = error.filename or "a file"
+        logger.error("cannot write or read %s: %s", where, describe_os_error(error))
         return 1
     except KeyboardInterrupt:
         if interrupted_hint is None:

@@ -31,6 +31,14 @@ class TrainingError(CellCycleGANError):
     """Training that cannot go on, e.g. a loss that became NaN."""
 
 
+class OutputError(CellCycleGANError):
+    """An output that cannot be written: a full disk, a read-only file system, a file where a folder should be."""
+
+
+class BusyError(CellCycleGANError):
+    """A folder another process is working in (an experiment being trained)."""
+
+
 class EvaluationError(CellCycleGANError):
     """Test results or reference images that cannot be evaluated as asked."""
 

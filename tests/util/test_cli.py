@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from util.cli import run_script
@@ -35,3 +37,19 @@ def test_ctrl_c_becomes_the_hint_and_130_only_when_a_hint_is_given(caplog: pytes
 def test_bugs_keep_their_traceback() -> None:
     with pytest.raises(ZeroDivisionError):
         run_script(lambda: 1 // 0)
+
+
+def test_a_full_disk_nobody_caught_is_one_line_naming_the_file(caplog: pytest.LogCaptureFixture) -> None:
+    def job() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/loss_curves.png")
+
+    assert run_script(job) == 1
+    assert caplog.records[-1].getMessage() == "cannot write or read /runs/x/loss_curves.png: the disk is full"
+
+
+def test_other_os_errors_are_bugs_and_keep_their_traceback() -> None:
+    def job() -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError):
+        run_script(job)

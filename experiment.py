@@ -22,7 +22,9 @@ import argparse
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,10 @@ from data.image_io import write_image
 from data.intensity import IntensityNormalization, recorded_normalization
 from models import checkpoint, networks
 from util.atomic import write_text_atomic
-from util.errors import CheckpointError, OptionError
+from util.disk import require_writable_folder
+from util.errors import BusyError, CheckpointError, OptionError, OutputError
 from util.html import HTMLPage
+from util.lock import exclusive_lock, is_locked
 from util.loss_log import LossLog, LossReport
 from util.plots import plot_loss_curves
 from util.visdom_display import VisdomDisplay
@@ -113,9 +117,10 @@ class Experiment:
             return requested
         evaluation = Path(results_dir) / self.name / "evaluation"
         record = evaluation / SELECTION_FILE
+        rerun_evaluation = "run evaluation/Stain_Evaluation.py again, or pass an epoch number"
         if not record.is_file():
             older = evaluation / "scores.json"  # an evaluation from before the guarded choice marks "best"
-            rows = json.loads(older.read_text(encoding="utf-8")) if older.is_file() else []
+            rows = read_json(older, rerun_evaluation) if older.is_file() else []
             best = [row["label"] for row in rows if isinstance(row, dict) and row.get("best")]
             if best:
                 return str(best[0])
@@ -123,7 +128,9 @@ class Experiment:
                 f"--epoch best needs {record}; run python evaluation/Stain_Evaluation.py --results_dir "
                 f"{Path(results_dir) / self.name} first, or pass an epoch number"
             )
-        selection = json.loads(record.read_text(encoding="utf-8"))
+        selection = read_json(record, rerun_evaluation)
+        if not isinstance(selection, dict):
+            raise CheckpointError(f"{record} holds no evaluation record; {rerun_evaluation}")
         if not selection.get("chosen"):
             raise OptionError(
                 f"{record}: no epoch passed the evaluation's faithfulness guards (closest: epoch "
@@ -131,11 +138,48 @@ class Experiment:
             )
         return str(selection["chosen"])
 
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the experiment for one training run: a second one on the same folder is refused, naming the first.
+
+        The folder is checked writable first, so an unusable ``--checkpoints_dir`` is one line before any work.
+        """
+        require_writable_folder(self.directory, "--checkpoints_dir")
+        return exclusive_lock(self.directory, f"experiment {self.name!r}", "choose another --name")
+
     def recover_interrupted_save(self) -> None:
-        """Finish a committed save that a crash interrupted, or discard an uncommitted one (training start-up)."""
+        """Finish a committed save that a crash interrupted, or discard an uncommitted one (training start-up,
+        under :meth:`lock`)."""
         outcome = checkpoint.recover_interrupted_save(self.directory)
         if outcome is not None:
             logger.warning("a save interrupted by a crash was found in %s and %s", self.directory, outcome)
+
+    def settle_interrupted_save(self, wait_seconds: float = 30.0) -> None:
+        """Before reading checkpoints outside training: never read a set of files that a save left half moved.
+
+        A staging folder with its commit list means files are being (or were, before a crash)
+        moved into place. A running training finishes that in a moment, so we wait; after a crash
+        the move is finished here, as training would. Without the commit list the files in place
+        are a consistent set and are read as they are.
+        """
+        staging = self.directory / checkpoint.STAGING_FOLDER
+        if not (staging / checkpoint.COMMIT_LIST).is_file():
+            return
+        if is_locked(self.directory):
+            deadline = time.monotonic() + wait_seconds
+            while staging.is_dir() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if staging.is_dir():
+                raise BusyError(f"the training running in {self.directory} is still saving a checkpoint; try again")
+            return
+        try:
+            with exclusive_lock(self.directory, f"experiment {self.name!r}", "try again once it is done"):
+                self.recover_interrupted_save()
+        except OutputError as error:
+            raise CheckpointError(
+                f"a checkpoint save in {self.directory} was interrupted half way by a crash and cannot be finished "
+                f"here ({error}); its files in place may be from two epochs. Finish it where the folder is "
+                "writable by running test.py or train.py --continue_train once."
+            ) from error
 
     def adopt_architecture(self, opt: argparse.Namespace, explicit: set[str], label: str) -> None:
         """Take the architecture stored with ``label``'s G_A into ``opt``; a contradicting explicit flag is an error."""
@@ -171,6 +215,12 @@ class Experiment:
                     "resume it with --continue_train, choose another --name, or delete that folder to start over"
                 )
             return
+        saved_model = self.saved_options().get("model")
+        if saved_model is not None and saved_model != opt.model:
+            raise OptionError(
+                f"--model {opt.model} contradicts experiment {self.name!r}, which was trained as {saved_model}; "
+                f"resume it without --model, or train a {opt.model} under another --name"
+            )
         if opt.rank == 0:
             self.recover_interrupted_save()
         if not checkpoint.network_path(self.directory, opt.epoch, "G_A").is_file():
@@ -181,7 +231,9 @@ class Experiment:
         self.adopt_architecture(opt, explicit, opt.epoch)
 
     def prepare_testing(self, opt: argparse.Namespace, explicit: set[str]) -> None:
-        """Before testing: take the architecture of the checkpoint to test (the newest for ``all``)."""
+        """Before testing: finish a save a crash left half done, take the architecture of the checkpoint to
+        test (the newest for ``all``)."""
+        self.settle_interrupted_save()
         if opt.epoch == "all":
             epochs = self.saved_epochs()
             label = str(epochs[-1]) if epochs else "latest"
@@ -192,6 +244,7 @@ class Experiment:
     # -- inference -------------------------------------------------------------------------------
     def load_generator(self, label: str, device: torch.device, network: str = "G_A") -> tuple[nn.Module, dict]:
         """The trained generator ``network`` at ``label``, rebuilt from its stored architecture, in eval mode."""
+        self.settle_interrupted_save()
         path = self.require_checkpoint(label, network)
         architecture = checkpoint.read_architecture(path)
         if architecture is None:
@@ -219,10 +272,18 @@ def read_options(path: Path) -> dict[str, Any]:
     """The options saved at ``path`` (``<stem>.json``); empty if there is no such file."""
     if not path.is_file():
         return {}
+    options = read_json(path, "restore it, or delete it and give the run's options on the command line")
+    if not isinstance(options, dict):
+        raise CheckpointError(f"saved options {path} hold no options (a JSON object is expected)")
+    return options
+
+
+def read_json(path: Path, remedy: str) -> Any:
+    """The JSON value in ``path``; a damaged file is one :class:`CheckpointError` line ending in ``remedy``."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read saved options {path}: {error}") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}; the file is damaged: {remedy}") from error
 
 
 def save_options(folder: Path, stem: str, options: dict[str, Any], text: str) -> None:

@@ -27,6 +27,7 @@ from models import create_model
 from models.base_model import BaseModel
 from options.test_options import TestOptions
 from util.cli import run_command
+from util.disk import require_writable_folder
 from util.html import HTMLPage
 from util.progress import progress_bar
 from util.reproducibility import seed_everything
@@ -35,24 +36,26 @@ from util.runtime import Runtime
 logger = logging.getLogger("test")
 
 
-def run_test(opt: argparse.Namespace) -> list[Path]:
+def run_test(opt: argparse.Namespace, options_text: str = "") -> list[Path]:
     """Translate the test images for every requested epoch; return the HTML pages written.
 
     Raw source frames are prepared by the intensity rule of the data the model was trained on
-    (:func:`data.intensity.prepare_source`), as in training and in colorize.py.
+    (:func:`data.intensity.prepare_source`), as in training and in colorize.py. The options are
+    saved into the results folder (``test_opt.*``, ``options_text`` for people) once the model is built.
     """
     seed_everything(opt.seed, opt.deterministic)
+    results = require_writable_folder(Path(opt.results_dir) / opt.name, "--results_dir")
     experiment = Experiment.of(opt)
     labels = experiment.labels_to_test(opt.epoch)
     model = create_model(opt, Runtime.from_options(opt))
     model.setup()
+    save_options(results, TEST_OPTIONS, vars(opt), options_text)
     normalization = experiment.training_normalization()
     loaders = {}
     for phase in phases_to_translate(opt):
         phase_opt = argparse.Namespace(**{**vars(opt), "phase": phase})
         dataset = create_dataset(phase_opt, normalization)
         loaders[phase], _ = create_dataloader(dataset, phase_opt, model.device)
-    results = Path(opt.results_dir) / opt.name
     pages = []
     for label in progress_bar(labels, desc="epochs", unit="epoch", disable=len(labels) == 1):
         model.load_networks(label)
@@ -130,7 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         run_test,
         prepare=lambda opt, explicit: Experiment.of(opt).prepare_testing(opt, explicit),
-        save_options=lambda opt, text: save_options(Path(opt.results_dir) / opt.name, TEST_OPTIONS, vars(opt), text),
     )
 
 

@@ -32,6 +32,7 @@ from models.base_model import BaseModel
 from options.train_options import TrainOptions
 from util import distributed
 from util.cli import run_command
+from util.disk import writing
 from util.errors import TrainingError
 from util.loss_log import LossReport
 from util.loss_window import LossWindow, WindowSummary
@@ -42,8 +43,13 @@ from util.runtime import Runtime
 logger = logging.getLogger("train")
 
 
-def train(opt: argparse.Namespace) -> Path:
-    """Run (or continue) the training described by ``opt``; return the experiment folder."""
+def train(opt: argparse.Namespace, options_text: str = "") -> Path:
+    """Run (or continue) the training described by ``opt``; return the experiment folder.
+
+    The options are saved (``train_opt.json``, with ``options_text`` as ``train_opt.txt``) only
+    once the model is built and any checkpoint to resume is loaded: options that fail are never
+    recorded, so the next ``--continue_train`` reads the run as it really is.
+    """
     seed_everything(opt.seed, opt.deterministic)
     dataset = create_dataset(opt)
     runtime = Runtime.from_options(opt)
@@ -51,18 +57,20 @@ def train(opt: argparse.Namespace) -> Path:
     model.calibrate(dataset)
     distributed.init_process_group(runtime.context, runtime.device)
     try:
-        return train_model(opt, dataset, model)
+        return train_model(opt, dataset, model, options_text)
     finally:
         distributed.destroy_process_group()
 
 
-def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel) -> Path:
+def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel, options_text: str = "") -> Path:
     """The epochs of :func:`train`, in every process; only the main one writes files."""
     context = model.runtime.context
     torch.backends.cudnn.benchmark = model.device.type == "cuda" and not opt.deterministic
     last_epoch = model.setup()
     loader, sampler = create_dataloader(dataset, opt, model.device)
     experiment = Experiment.of(opt).directory
+    if context.is_main:
+        save_options(experiment, TRAIN_OPTIONS, vars(opt), options_text)
     total_epochs = opt.n_epochs + opt.n_epochs_decay
     if last_epoch >= total_epochs:
         logger.info(
@@ -90,7 +98,8 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel)
     )
     report = TrainingReport(opt, model.loss_names, model.visual_names) if context.is_main else None
     if report is not None:
-        report.start(last_epoch + 1)
+        with writing(f"the loss log in {experiment}", kept=saved_hint(last_epoch)):
+            report.start(last_epoch + 1)
     # The same sample every epoch makes the HTML page a film of the model's progress.
     preview_batch = default_collate([dataset[(0, opt.seed)]])
 
@@ -101,8 +110,10 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel)
         )
         learning_rate = model.update_learning_rate(mean_objective)
         if report is not None:
-            report.end_epoch(epoch, preview_images(model, preview_batch))
+            # The checkpoint first: on a disk that fills up, the weights matter more than the pictures.
             model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
+            with writing(f"the training page and loss plot in {experiment}", kept=saved_hint(epoch)):
+                report.end_epoch(epoch, preview_images(model, preview_batch))
         logger.info(
             "epoch %d/%d done in %.1f s; generator objective %.3f; next learning rate %.2g",
             epoch,
@@ -161,16 +172,17 @@ def train_one_epoch(
                     continue
                 losses = {name: summary.means[name] for name in model.loss_names if name in summary.means}
                 bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()}, refresh=False)
-                report.log_losses(
-                    LossReport(
-                        epoch=epoch,
-                        iteration=iteration,
-                        progress=epoch - 1 + iteration / iterations,
-                        learning_rate=model.learning_rate(),
-                        seconds_per_iteration=seconds_per_iteration,
-                        losses=losses,
+                with writing(f"the loss log (epoch {epoch})", kept=saved_hint(epoch - 1)):
+                    report.log_losses(
+                        LossReport(
+                            epoch=epoch,
+                            iteration=iteration,
+                            progress=epoch - 1 + iteration / iterations,
+                            learning_rate=model.learning_rate(),
+                            seconds_per_iteration=seconds_per_iteration,
+                            losses=losses,
+                        )
                     )
-                )
     return objective.read(context).means["objective"]
 
 
@@ -202,6 +214,13 @@ def check_finite(
     )
 
 
+def saved_hint(epoch: int) -> str:
+    """What a user keeps when a write fails after ``epoch`` was saved, and how to go on."""
+    if epoch == 0:
+        return "No epoch was finished yet; fix that, then start again."
+    return f"The checkpoint of epoch {epoch} is saved and intact; fix that, then resume with --continue_train."
+
+
 def preview_images(model: BaseModel, batch: dict[str, Any]) -> dict[str, np.ndarray]:
     """Translate the preview batch in evaluation mode; its first item's images as uint8 arrays."""
     model.eval_mode()
@@ -219,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         train,
         prepare=lambda opt, explicit: Experiment.of(opt).prepare_training(opt, explicit),
-        save_options=lambda opt, text: save_options(Experiment.of(opt).directory, TRAIN_OPTIONS, vars(opt), text),
+        hold=lambda opt: Experiment.of(opt).lock(),
         interrupted_hint="interrupted; the last finished epoch is saved: resume with --continue_train",
     )
 

@@ -184,9 +184,11 @@ class BaseModel(ABC):
     def load_networks(self, label: str) -> None:
         """Load every network of this model from the checkpoint ``label``."""
         architecture = checkpoint.architecture_of(self.opt)
+        epochs = {}
         for name in self.networks:
             path = checkpoint.require_checkpoint(self.save_dir, label, name)
-            checkpoint.load_network(path, unwrap(self.networks[name]), architecture, self.device)
+            epochs[name] = checkpoint.load_network(path, unwrap(self.networks[name]), architecture, self.device)
+        checkpoint.require_one_epoch(self.save_dir, label, epochs)
         logger.info("loaded epoch %s from %s", label, self.save_dir)
 
     def training_state(self, epoch: int) -> dict[str, Any]:

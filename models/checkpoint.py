@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from util.atomic import fsync_directory, write_text_durably
+from util.disk import describe_os_error
 from util.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -95,7 +97,8 @@ def save_together(directory: Path, payloads: dict[str, dict[str, Any]]) -> None:
     list is written there, and the files are moved into place in that order. A crash before the
     list leaves the old files untouched (the staging folder is discarded later); a crash after it
     is finished by :func:`recover_interrupted_save` when training restarts. A full disk or any
-    other write error stops the save before anything in place is touched.
+    other write error stops the save before anything in place is touched, and the staging folder
+    is removed so that it does not keep the disk full.
     """
     directory = Path(directory)
     staging = directory / STAGING_FOLDER
@@ -104,17 +107,21 @@ def save_together(directory: Path, payloads: dict[str, dict[str, Any]]) -> None:
     try:
         staging.mkdir(parents=True)
         for name, payload in payloads.items():
+            # Serialized in memory first: torch.save reports a failed write to a file as a RuntimeError
+            # without its cause, a plain write says "no space left" as an OSError.
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
             with open(staging / name, "wb") as handle:
-                torch.save(payload, handle)
+                handle.write(buffer.getbuffer())
                 handle.flush()
                 os.fsync(handle.fileno())
         write_text_durably(staging / COMMIT_LIST, "\n".join(payloads) + "\n")
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        cause = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+        remedy = "Free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "Fix that"
         raise CheckpointError(
-            f"cannot save checkpoint files in {directory}: {cause}. Nothing was replaced: the previous "
-            "checkpoint is intact. Free some space, then resume with --continue_train."
+            f"cannot save checkpoint files in {directory}: {describe_os_error(error)}. Nothing was replaced: the "
+            f"previous checkpoint is intact. {remedy}, then resume with --continue_train."
         ) from error
     _move_committed(staging, directory)
 
@@ -177,6 +184,22 @@ def load_network(path: Path, network: nn.Module, architecture: dict[str, Any], d
     except RuntimeError as error:
         raise CheckpointError(_describe_mismatch(path, network, state_dict)) from error
     return epoch
+
+
+def require_one_epoch(directory: Path, label: str, epochs: dict[str, int | None]) -> None:
+    """Refuse a checkpoint whose network files (``{network: stored epoch}``) come from different epochs.
+
+    Saves never leave such a set (:func:`save_together`), but files copied together by hand, or read
+    while another process moves a save into place, can be one.
+    """
+    known = {name: epoch for name, epoch in epochs.items() if epoch is not None}
+    if len(set(known.values())) > 1:
+        listed = ", ".join(f"{name} {epoch}" for name, epoch in known.items())
+        raise CheckpointError(
+            f"the files of checkpoint {label!r} in {directory} come from different epochs ({listed}); "
+            "a save was interrupted or files were mixed by hand: load a numbered epoch, or resume training once "
+            "to finish the save"
+        )
 
 
 def _describe_mismatch(path: Path, network: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:

@@ -1,6 +1,7 @@
 """test.py end to end: every epoch, no repeated flags, clear errors, original sizes."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 import test as test_driver
 from models import checkpoint
 from models.networks import define_generator
+from tests.helpers import can_mount_tmpfs, run_on_small_disk
 
 
 def run(checkpoints: Path, name: str, results: Path, *extra: str) -> int:
@@ -101,3 +103,72 @@ def test_original_size_and_16bit_input_are_kept(trained_experiment: tuple[Path, 
         assert fake.size == (501, 389)
     real = np.asarray(Image.open(tmp_path / "results" / name / "test_latest" / "images" / "odd_real_A.png"))
     assert real.min() == 0 and real.max() == 255  # the 16-bit range was stretched, not clipped
+
+
+def half_moved_save(source: Path, experiment: Path) -> None:
+    """``experiment`` as a crash leaves it while moving epoch 2's ``latest`` files into place: G_A moved,
+    the others still staged, the files in place from epoch 1."""
+    shutil.copytree(source, experiment)
+    staging = experiment / checkpoint.STAGING_FOLDER
+    staging.mkdir()
+    names = [f"latest_net_{network}.pth" for network in ("G_A", "G_B", "D_A", "D_B")] + ["latest_training_state.pth"]
+    for name in names:
+        shutil.copy(experiment / name.replace("latest", "2"), staging / name)
+        shutil.copy(experiment / name.replace("latest", "1"), experiment / name)
+    (staging / checkpoint.COMMIT_LIST).write_text("\n".join(names) + "\n")
+    shutil.move(staging / names[0], experiment / names[0])
+
+
+def test_a_save_a_crash_left_half_moved_is_finished_before_testing(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    half_moved_save(checkpoints / name, tmp_path / "ckpt" / name)
+    assert run(tmp_path / "ckpt", name, tmp_path / "results") == 0
+    assert "a save interrupted by a crash was found" in caplog.text and "completed" in caplog.text
+    assert not (tmp_path / "ckpt" / name / checkpoint.STAGING_FOLDER).exists()
+    for network in ("G_A", "G_B", "D_A", "D_B"):
+        path = checkpoint.network_path(tmp_path / "ckpt" / name, "latest", network)
+        assert torch.load(path, weights_only=True)["epoch"] == 2
+
+
+def test_network_files_of_different_epochs_are_refused(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    shutil.copytree(checkpoints / name, tmp_path / "ckpt" / name)
+    shutil.copy(tmp_path / "ckpt" / name / "1_net_G_B.pth", tmp_path / "ckpt" / name / "latest_net_G_B.pth")
+    assert run(tmp_path / "ckpt", name, tmp_path / "results") == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert "the files of checkpoint 'latest'" in error and "come from different epochs (G_A 2, G_B 1);" in error
+
+
+def test_a_results_dir_under_a_file_is_refused_before_any_work(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints, name = trained_experiment
+    (tmp_path / "a_file").write_text("not a folder")
+    assert run(checkpoints, name, tmp_path / "a_file") == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert error == (
+        f"--results_dir {tmp_path / 'a_file' / name}: cannot write there: a part of the path is a file, not a folder; "
+        "choose another --results_dir"
+    )
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+def test_a_half_moved_save_on_a_read_only_folder_is_refused_not_read(
+    trained_experiment: tuple[Path, str], tmp_path: Path
+) -> None:
+    checkpoints, name = trained_experiment
+    half_moved_save(checkpoints / name, tmp_path / "prepared" / name)
+    disk = tmp_path / "read_only"
+    test_command = (
+        f"{sys.executable} test.py --name {name} --checkpoints_dir '{disk}' --results_dir '{tmp_path / 'results'}'"
+    )
+    script = f"cp -a '{tmp_path / 'prepared'}/.' '{disk}' && mount -o remount,ro '{disk}' && {test_command}"
+    finished = run_on_small_disk(disk, script, size="20m")
+    assert finished.returncode == 1 and "Traceback" not in finished.stderr
+    [error] = [line for line in finished.stderr.splitlines() if line.startswith("ERROR")]
+    assert f"a checkpoint save in {disk / name} was interrupted half way by a crash and cannot be finished" in error
+    assert "the file system is read-only" in error

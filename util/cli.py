@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -55,13 +57,17 @@ def run_script(job: Callable[[], object], interrupted_hint: str | None = None) -
 def run_command(
     options: OptionsParser,
     argv: Sequence[str] | None,
-    job: Callable[[argparse.Namespace], Any],
+    job: Callable[[argparse.Namespace, str], Any],
     prepare: Callable[[argparse.Namespace, set[str]], None],
-    save_options: Callable[[argparse.Namespace, str], None],
+    hold: Callable[[argparse.Namespace], AbstractContextManager[Any]] | None = None,
     interrupted_hint: str = "interrupted",
 ) -> int:
-    """Parse options, ``prepare`` them (e.g. adopt a checkpoint's architecture, given the flags typed),
-    log them, ``save_options`` (with their text), run ``job``; return the exit status (see :func:`run_script`)."""
+    """Parse options; holding ``hold(opt)`` (e.g. the experiment's lock), ``prepare`` them (e.g. adopt a
+    checkpoint's architecture, given the flags typed), log them and run ``job(opt, options_text)``.
+
+    The job saves the options itself once it has checked them (the model built, the checkpoint
+    loaded): options that fail are never recorded. Returns the exit status (see :func:`run_script`).
+    """
     setup_logging()
     # Under torchrun only the main process (rank 0) talks and writes; the others log warnings only.
     is_main = context_from_environment().is_main
@@ -71,12 +77,11 @@ def run_command(
         setup_logging(opt.verbose)
         if not is_main:
             logging.getLogger().setLevel(logging.WARNING)
-        prepare(opt, options.explicit)
-        text = options.format_options(opt)
-        logger.info("options\n%s", text)
-        if is_main:
-            save_options(opt, text)
-        with logging_redirect_tqdm():
-            job(opt)
+        with hold(opt) if hold is not None and is_main else contextlib.nullcontext():
+            prepare(opt, options.explicit)
+            text = options.format_options(opt)
+            logger.info("options\n%s", text)
+            with logging_redirect_tqdm():
+                job(opt, text)
 
     return run_script(parse_and_run, interrupted_hint)

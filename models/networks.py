@@ -50,20 +50,24 @@ def norm_factory(norm: str) -> NormFactory:
 # Generators
 # ----------------------------------------------------------------------------------------------
 class Generator(nn.Module):
-    """Base of the generators: accepts any image size.
+    """Base of the generators: accepts any image size, down to a single pixel.
 
-    Convolution stacks need sizes divisible by ``2 ** downsamplings``. Instead of asking users
-    to crop, the input is reflect-padded up to the next multiple and the output cropped back,
-    so the output always has exactly the input's height and width.
+    Convolution stacks need sizes divisible by ``2 ** downsamplings``, and at least
+    ``minimum_size`` (instance norm needs more than one value per channel at the bottleneck).
+    Instead of asking users to crop, the input is reflect-padded (replicated where it is too
+    small to reflect) up to the next size that fits and the output cropped back, so the output
+    always has exactly the input's height and width.
     """
 
     size_multiple = 1
-    __constants__ = ("size_multiple",)  # lets torch.jit.script read it (scripts/export_model.py)
+    minimum_size = 1
+    # Lets torch.jit.script read them (scripts/export_model.py).
+    __constants__ = ("size_multiple", "minimum_size")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
-        pad_bottom = -height % self.size_multiple
-        pad_right = -width % self.size_multiple
+        pad_bottom = max(-height % self.size_multiple, self.minimum_size - height)
+        pad_right = max(-width % self.size_multiple, self.minimum_size - width)
         # No shortcut for sizes that need no padding: one branch-free path exports (ONNX) for every size.
         reflect = pad_bottom < height and pad_right < width
         padded = F.pad(images, (0, pad_right, 0, pad_bottom), mode="reflect" if reflect else "replicate")
@@ -102,6 +106,7 @@ class ResnetGenerator(Generator):
     """
 
     size_multiple = 4
+    minimum_size = 8  # a 2x2 bottleneck: instance norm of one value per channel is undefined
 
     def __init__(
         self,
@@ -166,7 +171,7 @@ class UnetGenerator(Generator):
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"a U-Net needs at least 5 downsamplings, got {num_downs}")
-        self.size_multiple = 2**num_downs
+        self.size_multiple = self.minimum_size = 2**num_downs
         norm_layer = norm_factory(norm)
         use_bias = norm != "batch"
         widths = [min(ngf * 2**stage, ngf * 8) for stage in range(num_downs)]

@@ -172,3 +172,21 @@ def test_a_half_moved_save_on_a_read_only_folder_is_refused_not_read(
     [error] = [line for line in finished.stderr.splitlines() if line.startswith("ERROR")]
     assert f"a checkpoint save in {disk / name} was interrupted half way by a crash and cannot be finished" in error
     assert "the file system is read-only" in error
+
+
+def test_images_of_one_and_a_few_pixels_are_translated_at_their_size(
+    trained_experiment: tuple[Path, str], small_root: Path, tmp_path: Path
+) -> None:
+    checkpoints, name = trained_experiment
+    data = tmp_path / "data"
+    for folder in ("testA", "testB"):
+        shutil.copytree(small_root / folder, data / folder)
+    Image.fromarray(np.full((1, 1), 90, np.uint8)).save(data / "testA" / "one_pixel.png")
+    Image.fromarray(np.full((3, 2), 90, np.uint8)).save(data / "testA" / "three_by_two.png")
+    assert run(checkpoints, name, tmp_path / "results", "--dataroot", str(data)) == 0
+    images = tmp_path / "results" / name / "test_latest" / "images"
+    for stem, size in (("one_pixel", (1, 1)), ("three_by_two", (2, 3))):
+        for visual in ("real_A", "fake_B", "rec_A"):
+            with Image.open(images / f"{stem}_{visual}.png") as image:
+                assert image.size == size
+    assert len(list(images.glob("*_fake_B.png"))) == len(list((data / "testA").iterdir()))

@@ -24,6 +24,16 @@ def test_generators_keep_odd_sizes(net_g: str) -> None:
     assert generator(torch.randn(1, 3, 37, 29)).shape == (1, 1, 37, 29)
 
 
+@pytest.mark.parametrize("net_g", ["resnet_6blocks", "unet_128"])
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (3, 2), (4, 4), (5, 9)])
+def test_generators_with_instance_norm_take_images_down_to_one_pixel(net_g: str, height: int, width: int) -> None:
+    # Without padding up to the generator's minimum, instance norm meets a 1x1 bottleneck and fails.
+    generator = networks.define_generator(net_g, 1, 3, ngf=2, norm="instance").eval()
+    image = torch.rand(1, 1, height, width) * 2 - 1
+    output = generator(image)
+    assert output.shape == (1, 3, height, width) and torch.isfinite(output).all()
+
+
 @pytest.mark.parametrize("net_d", networks.DISCRIMINATOR_TYPES)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_discriminators_score_patches(net_d: str, channels: int) -> None:

@@ -118,8 +118,22 @@ def prepare_source(
         if normalization is not None and raw:
             return normalization.apply(array)
         return np.rint(array * 255.0).astype(np.uint8)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ImageReadError(f"image {path} contains NaN or infinite values")
+    if array.dtype.kind == "f":
+        require_finite(array, path)
     if normalization is not None and raw:
         return normalization.apply(array)
     return array if eight_bit else stretch_to_uint8(array, *unit_range_bounds(array))
+
+
+def require_finite(array: np.ndarray, path: str | os.PathLike, rows_at_a_time: int = 1024) -> None:
+    """Refuse NaN or infinite pixels, naming ``path`` and how many: they have no intensity, and a stretch
+    to 8 bits would spread them over the whole image. Checked a band of rows at a time, to stay small."""
+    bad = sum(
+        int(np.count_nonzero(~np.isfinite(array[top : top + rows_at_a_time])))
+        for top in range(0, len(array), rows_at_a_time)
+    )
+    if bad:
+        raise ImageReadError(
+            f"image {path} contains NaN or infinite values ({bad} of {array.size} samples), which have no intensity; "
+            "replace them (e.g. by 0) or leave the image out"
+        )

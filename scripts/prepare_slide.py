@@ -2,19 +2,21 @@
 
     python scripts/prepare_slide.py SLIDE --output datasets/he_tiles [--level N | --mpp X | --magnification M]
         [--size 128] [--min_tissue 0.5] [--max_tiles 2000] [--test_fraction 0.2] [--val_fraction 0.1] [--seed 0]
-        [--overwrite]
+        [--overwrite] [--max_megapixels 179]
 
 Input: a whole-slide image that OpenSlide can open (.svs, .ndpi, .mrxs, tiled TIFF, ...), read
 tile by tile so memory stays bounded however large the slide; or a plain PNG/JPEG/TIFF, which
-is read whole into memory. The resolution is a pyramid level (``--level``, default 0), a pixel
-size in micrometres (``--mpp``) or an objective magnification (``--magnification``); the last
-two read the nearest finer level and shrink each tile to the asked resolution (within 5%, the
-level is used as it is). Tissue is found on a thumbnail by its colour saturation (Otsu), and
-the slide is cut into a grid of non-overlapping ``--size`` tiles; those whose tissue fraction
-reaches ``--min_tissue`` are candidates, of which up to ``--max_tiles`` are drawn at random
-(``--seed``) and split into ``trainB``/``valB``/``testB`` (whole, non-overlapping tiles: no pixel is
-in two splits). Writes ``manifest.csv`` (where each tile came
-from, in level-0 pixels) and ``preparation.json`` (these settings) beside the tiles.
+is read whole into memory (up to ``--max_megapixels``: by default the project's 179-megapixel
+limit, which also stops a corrupt header that declares a huge size; 0 lifts it). The resolution
+is a pyramid level (``--level``, default 0), a pixel size in micrometres (``--mpp``) or an
+objective magnification (``--magnification``); the last two read the nearest finer level and
+shrink each tile to the asked resolution (within 5%, the level is used as it is). Tissue is found
+on a thumbnail by its colour saturation (Otsu), and the slide is cut into a grid of
+non-overlapping ``--size`` tiles; those whose tissue fraction reaches ``--min_tissue`` are
+candidates, of which up to ``--max_tiles`` are drawn at random (``--seed``) and split into
+``trainB``/``valB``/``testB`` (whole, non-overlapping tiles: no pixel is in two splits). Writes
+``manifest.csv`` (where each tile came from, in level-0 pixels) and ``preparation.json`` (these
+settings) beside the tiles.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from data.image_io import image_from_array, read_array, write_image
+from data.image_io import MAX_PIXELS, image_from_array, read_array, write_image
 from data.preparation import grid_boxes, seeded_split, staged_output, write_manifest, write_settings
-from util.arg_types import float_in_range, nonnegative_int, positive_float, positive_int
+from util.arg_types import float_in_range, nonnegative_float, nonnegative_int, positive_float, positive_int
 from util.cli import run_script
 from util.errors import DatasetError, ImageReadError, OptionError
 from util.log import setup_logging
@@ -187,17 +189,23 @@ class OpenSlideReader(SlideReader):
 class PlainImageReader(SlideReader):
     """A PNG, JPEG or TIFF that OpenSlide does not open, read with the project's image reader.
 
-    The whole image is held in memory (as RGB uint8), so this suits images of up to a few
-    gigapixels; whole-slide formats go through :class:`OpenSlideReader` instead. One level, no
-    pixel size or magnification.
+    The whole image is held in memory (as RGB uint8), so images above ``max_pixels`` (None: no
+    limit) are refused before they are decoded: a corrupt header can declare gigapixels. Whole-slide
+    formats go through :class:`OpenSlideReader` instead. One level, no pixel size or magnification.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pixels: int | None = MAX_PIXELS) -> None:
         self.path = Path(path)
         self.format = f"plain image ({self.path.suffix.lower().lstrip('.') or 'no extension'})"
         try:
-            array = read_array(self.path, max_pixels=None)  # a large scan is expected here, not a decompression bomb
+            array = read_array(self.path, max_pixels=max_pixels)
         except ImageReadError as error:
+            if max_pixels is not None and f"pixels, more than {max_pixels}" in str(error):
+                raise DatasetError(
+                    f"{error}. A plain image is read whole into memory: if it is real, raise --max_megapixels "
+                    f"(now {max_pixels / 1e6:g}; 0: no limit), or convert it to a tiled pyramidal TIFF, which is "
+                    "read tile by tile"
+                ) from error
             raise DatasetError(
                 f"{self.path} is neither a whole-slide image that OpenSlide can open nor a readable PNG, JPEG or "
                 f"TIFF ({error}); check the file, or convert it to a tiled pyramidal TIFF"
@@ -242,8 +250,16 @@ def _as_rgb8(array: np.ndarray, path: Path) -> np.ndarray:
     return np.round(image_from_array(array, 3, path) * 255.0).astype(np.uint8)
 
 
-def open_slide(path: Path) -> SlideReader:
-    """The reader for ``path``: OpenSlide for the formats it detects, else the plain-image reader."""
+def pixel_limit(megapixels: float | None) -> int | None:
+    """``--max_megapixels`` as the reader's ``max_pixels``: the project's limit if not given, None for 0."""
+    if megapixels is None:
+        return MAX_PIXELS
+    return None if megapixels == 0 else max(1, round(megapixels * 1_000_000))
+
+
+def open_slide(path: Path, max_pixels: int | None = MAX_PIXELS) -> SlideReader:
+    """The reader for ``path``: OpenSlide for the formats it detects, else the plain-image reader
+    (which refuses images above ``max_pixels``; None: no limit)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"slide file not found: {path}; check the path")
@@ -253,7 +269,7 @@ def open_slide(path: Path) -> SlideReader:
         detected = openslide.OpenSlide.detect_format(str(path))
     except openslide.OpenSlideError:
         detected = None
-    return OpenSlideReader(path) if detected else PlainImageReader(path)
+    return OpenSlideReader(path) if detected else PlainImageReader(path, max_pixels)
 
 
 @dataclass(frozen=True)
@@ -398,17 +414,18 @@ def prepare_slide(
     val_fraction: float = 0.1,
     seed: int = 0,
     overwrite: bool = False,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> SlideTiles:
     """Write the tissue tiles of ``slide`` into ``output``/trainB, valB and testB with the manifest and settings.
 
     Everything is checked and the tiles chosen before ``output`` is touched; tiles are written
     into a staging folder that replaces ``output`` only when the run has finished, so a failing
-    run leaves ``output`` as it was.
+    run leaves ``output`` as it was. A plain image above ``max_pixels`` (None: no limit) is refused.
     """
     slide, output = Path(slide), Path(output)
     if slide.resolve().is_relative_to(output.resolve()):
         raise DatasetError(f"the slide {slide} lies inside --output {output}, which is replaced; move one of them")
-    with open_slide(slide) as reader:
+    with open_slide(slide, max_pixels) as reader:
         sampling = choose_sampling(reader, size, level, mpp, magnification)
         width, height = reader.level_dimensions[0]
         resolution = f", {reader.mpp:g} µm/px" if reader.mpp else ""
@@ -528,6 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the tile draw and the split")
     parser.add_argument("--overwrite", action="store_true", help="replace what --output holds")
+    parser.add_argument(
+        "--max_megapixels",
+        type=nonnegative_float,
+        default=None,
+        help=f"refuse a plain PNG/JPEG/TIFF larger than this (default {MAX_PIXELS / 1e6:.0f}, the project's limit, "
+        "which also stops a corrupt header that declares a huge size; 0: no limit). A plain image is held in "
+        "memory whole (3 bytes per pixel and more); whole-slide formats are read tile by tile and never limited",
+    )
     return parser
 
 
@@ -549,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             val_fraction=args.val_fraction,
             seed=args.seed,
             overwrite=args.overwrite,
+            max_pixels=pixel_limit(args.max_megapixels),
         )
         total = sum(result.written.values())
         logger.info(

@@ -87,3 +87,14 @@ def test_tiles_cover_the_image_and_windows_stay_positive() -> None:
     assert ramp.min() > 0 and ramp[-1] == 1.0 and np.all(np.diff(ramp[:32]) > 0)
     with pytest.raises(ValueError, match="overlap"):
         TiledColorizer(generator("none"), to_input, to_output, tile=64, overlap=64)
+
+
+@pytest.mark.parametrize("global_statistics", [True, False])
+def test_images_of_one_and_a_few_pixels_keep_their_size(global_statistics: bool) -> None:
+    """Images below the size the generator pads up to (1x1, 3x2, a strip 2 high) keep their size, in both modes."""
+    network = generator("instance")
+    colorizer = TiledColorizer(network, to_input, to_output, tile=64, overlap=8, global_statistics=global_statistics)
+    for shape in [(1, 1), (3, 2), (2, 90)]:
+        gray = (np.random.default_rng(2).random(shape) * 255).astype(np.uint8)
+        color = colorizer(gray)
+        assert color.shape == (*shape, 3) and color.dtype == np.uint8

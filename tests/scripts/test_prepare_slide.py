@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import resource
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -14,9 +17,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from data.image_io import read_array, write_image
+from data.image_io import MAX_PIXELS, read_array, write_image
 from scripts import prepare_slide as module
-from scripts.prepare_slide import choose_sampling, main, open_slide, tissue_mask
+from scripts.prepare_slide import choose_sampling, main, open_slide, pixel_limit, tissue_mask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HE = REPO_ROOT / "datasets" / "sources" / "he_tcia" / "he.jpg"
@@ -285,3 +288,38 @@ def test_reads_stay_tile_sized(slide: Path, tmp_path: Path, monkeypatch: pytest.
     assert {level for level, _ in requests} == {0, 2}  # the thumbnail from level 2, tiles from level 0
     count = len(manifest(output))
     assert 20 <= count <= 40
+
+
+def test_a_plain_image_whose_header_declares_gigapixels_is_refused_in_small_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bomb = tmp_path / "scan.png"
+    write_image(bomb, np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = struct.pack(">II", 60000, 60000)  # IHDR width and height: 3.6 gigapixels declared
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    bomb.write_bytes(bytes(data))
+    output = tmp_path / "out"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with caplog.at_level(logging.ERROR):
+        assert main([str(bomb), "--output", str(output)]) == 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 300_000  # KiB
+    lines = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert lines == [
+        f"image {bomb} declares 60000x60000 pixels, more than {MAX_PIXELS}; its header is corrupt or the image is "
+        "too large to read whole. A plain image is read whole into memory: if it is real, raise --max_megapixels "
+        "(now 178.957; 0: no limit), or convert it to a tiled pyramidal TIFF, which is read tile by tile"
+    ]
+    assert not output.exists()
+
+
+def test_max_megapixels_sets_or_lifts_the_limit_of_plain_images(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="prepare_slide"):
+        assert main([str(HE), "--output", str(tmp_path / "low"), "--size", "64", "--max_megapixels", "0.1"]) == 1
+    assert "he.jpg declares 500x300 pixels, more than 100000" in caplog.text and "(now 0.1; 0: no limit)" in caplog.text
+    assert not (tmp_path / "low").exists()
+    assert main([str(HE), "--output", str(tmp_path / "any"), "--size", "64", "--max_megapixels", "0"]) == 0
+    assert len(manifest(tmp_path / "any")) == 28
+    assert pixel_limit(None) == MAX_PIXELS and pixel_limit(0) is None and pixel_limit(0.2) == 200_000

@@ -111,7 +111,14 @@ def read_settings(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / SETTINGS_NAME
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    remedy = f"run the script that prepared {folder} again to write it"
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DatasetError(f"cannot read the preparation settings {path} ({error}); {remedy}") from error
+    if not isinstance(settings, dict):
+        raise DatasetError(f"the preparation settings {path} are not what a preparation script writes; {remedy}")
+    return settings
 
 
 def link_or_copy(source: Path, destination: Path) -> None:

@@ -5,7 +5,8 @@ validation split, and report its test numbers beside the baselines.
 
 Reads the ``val_<epoch>`` and ``test_<epoch>`` folders written by ``test.py --epoch all``: each
 ``<image>_fake_B.png`` with its ``<image>_real_A.png`` and, from ``<dataroot>/<split>A_GT``, its
-nucleus mask. Two axes, never averaged into one number:
+nucleus mask, paired by name. Every epoch of a split is scored on the same images, those all its
+folders hold (a warning names what a folder lacks). Two axes, never averaged into one number:
 
 - realism: how close the colours are to real H&E (``<dataroot>/valB`` or ``testB``), globally and
   region by region (nuclei against real nuclei, the rest against real tissue);
@@ -30,7 +31,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
@@ -42,6 +43,7 @@ from experiment import SELECTION_FILE, TEST_OPTIONS
 from util.arg_types import float_in_range, positive_int
 from util.atomic import write_text_atomic
 from util.cli import run_script
+from util.disk import require_writable_folder, writing
 from util.errors import EvaluationError
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -139,12 +141,23 @@ def resolve_dataroot(results_dir: Path, dataroot: Path | None) -> Path | None:
     if dataroot is not None:
         return dataroot
     options = Path(results_dir) / f"{TEST_OPTIONS}.json"
-    if options.is_file():
-        recorded = json.loads(options.read_text(encoding="utf-8")).get("dataroot")
-        if recorded:
-            path = Path(recorded)
-            return path if path.is_absolute() or path.exists() else PROJECT_ROOT / path
-    return None
+    if not options.is_file():
+        return None
+    damaged = (
+        "re-run python test.py --name <experiment> --epoch all to write it again, or pass --dataroot "
+        "(the file is then not read)"
+    )
+    try:
+        recorded = json.loads(options.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise EvaluationError(f"cannot read the test options {options} ({error}); {damaged}") from None
+    dataroot_value = recorded.get("dataroot") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(dataroot_value, str | None):
+        raise EvaluationError(f"the test options {options} are not what test.py writes; {damaged}")
+    if not dataroot_value:
+        return None
+    path = Path(dataroot_value)
+    return path if path.is_absolute() or path.exists() else PROJECT_ROOT / path
 
 
 def evaluate(args: argparse.Namespace) -> Path:
@@ -162,6 +175,12 @@ def evaluate(args: argparse.Namespace) -> Path:
     extractor = None
     if args.inception_weights is not None:  # checked before the long scoring, not after it
         extractor = inception.InceptionFeatures(args.inception_weights, args.gpu_ids)
+    folders = scoring.epoch_folders(results_dir, choose_on)
+    images = scoring.shared_images(folders)
+    if not images.stems:
+        raise images.error(choose_on, results_dir)
+    out = require_writable_folder(args.out or results_dir / "evaluation", "--out")
+    warn(images.warnings(choose_on), notes)
     references = {"val": val_reference, "test": test_reference}
     stain_model = load_stain_model(args.stain_reference, dataroot, references, notes)
     if references[choose_on] is None:
@@ -169,14 +188,10 @@ def evaluate(args: argparse.Namespace) -> Path:
             "no real H&E reference: pass --dataroot (with valB and testB folders) or --reference_dir <real H&E tiles>"
         )
     choice = scoring.load_split(
-        choose_on,
-        scoring.epoch_folders(results_dir, choose_on),
-        scoring.mask_paths(dataroot, choose_on),
-        references[choose_on],
-        stain_model,
+        choose_on, folders, images.stems, scoring.mask_paths(dataroot, choose_on), references[choose_on], stain_model
     )
     fitted = scoring.fit_baselines(dataroot, stain_model, notes)
-    rows = score_split(choice, args.workers)
+    rows = score_split(choice, args.workers, notes)
     rows += score_baselines(choice, fitted)
     picked = selection.select(rows, guards, args.select_by)
     notes += picked.notes
@@ -194,22 +209,35 @@ def evaluate(args: argparse.Namespace) -> Path:
     for note in notes:
         logger.info("%s", note)
 
-    out = Path(args.out) if args.out else results_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    all_rows = rows + test_rows
-    report.write_tables(all_rows, picked, out)
-    write_selection(out / SELECTION_FILE, picked, stain_model, test_rows, notes)
-    report.plot_metrics(rows, picked, out / "metrics_vs_epoch.png")
-    report.plot_axes(rows, picked, out / "realism_vs_faithfulness.png")
-    page = report.write_html(all_rows, picked, splits, fitted, stain_model, out, notes)
-
+    # The tables go to the console first: a write that fails below then costs no scores.
     print(report.format_table(rows, picked, f"{choose_on} split"))
     if test_rows:
         print()
         print(report.format_table(test_rows, picked, f"test split, epoch {label} and baselines"))
     print(f"\n{picked.verdict()}")
+    all_rows = rows + test_rows
+    kept = (
+        f"Every file in {out} is whole (new, or the one from before); the scores are in the tables printed above. "
+        "Free space or choose another --out, and run again."
+    )
+    with writing(f"the score tables (scores.csv, scores.json, per_image.csv) in {out}", kept):
+        report.write_tables(all_rows, picked, out)
+    with writing(f"the choice {out / SELECTION_FILE}", kept):
+        write_selection(out / SELECTION_FILE, picked, stain_model, test_rows, notes)
+    with writing(f"the plots in {out}", kept):
+        report.plot_metrics(rows, picked, out / "metrics_vs_epoch.png")
+        report.plot_axes(rows, picked, out / "realism_vs_faithfulness.png")
+    with writing(f"the report {out / 'report.html'} and its images", kept):
+        page = report.write_html(all_rows, picked, splits, fitted, stain_model, out, notes)
     logger.info("report: %s", page)
     return page
+
+
+def warn(lines: list[str], notes: list[str]) -> None:
+    """Log ``lines`` as warnings and keep them for the report."""
+    for line in lines:
+        logger.warning("%s", line)
+    notes.extend(lines)
 
 
 def choice_split(
@@ -273,12 +301,49 @@ def load_stain_model(
     return model
 
 
-def score_split(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
-    """The rows of every epoch that has an image to score, with a progress bar and what was skipped logged."""
-    rows = []
-    epochs = scoring.score_epochs(split.folders, split, workers)
+def score_split(split: scoring.SplitData, workers: int, notes: list[str]) -> list[scoring.Row]:
+    """The rows of every epoch, all scored on the same images, with a progress bar and what was skipped logged.
+
+    ``split.stems`` are the images every folder holds; an image one epoch cannot score (its
+    ``fake_B`` of another size than the input) is then left out of every epoch, which are scored
+    again without it, so that no epoch's scores change because of one file.
+    """
+    rows = dict(_scored_epochs(split, split.folders, workers))
+    scored = {label: {str(item["image"]) for item in row.per_image} if row else set() for label, row in rows.items()}
+    anywhere, kept = set().union(*scored.values()), set.intersection(*scored.values())
+    short = {label: sorted(anywhere - images) for label, images in scored.items() if images != anywhere}
+    if not kept:
+        details = "; ".join(f"epoch {label} could not score {len(stems)}" for label, stems in short.items())
+        rerun = ""
+        if short:
+            rerun = f"; re-run python test.py --name <experiment> --epoch <N> for {scoring.epochs_named(list(short))}"
+        raise EvaluationError(
+            f"no {split.name} image could be scored in every epoch folder in {split.folders[0][1].parent} "
+            f"({details or 'see the warnings above'}){rerun}"
+        )
+    if short:
+        warn(
+            [
+                f"epoch {label} ({split.name}) could not score {len(stems)} images the other epochs scored "
+                f"({', '.join(stems[:5])}; see above); every epoch is scored on the {len(kept)} images all epochs "
+                "could score"
+                for label, stems in short.items()
+            ],
+            notes,
+        )
+        split.stems = [stem for stem in split.stems if stem in kept]
+        again = [(label, folder) for label, folder in split.folders if scored[label] != kept]
+        rows.update(_scored_epochs(split, again, workers))
+    return [row for row in rows.values() if row is not None]
+
+
+def _scored_epochs(
+    split: scoring.SplitData, folders: list[tuple[str, Path]], workers: int
+) -> Iterator[tuple[str, scoring.Row | None]]:
+    """Score ``folders`` of ``split`` with a progress bar, logging the images skipped in each."""
+    epochs = scoring.score_epochs(folders, split, workers)
     desc = f"scoring {split.name} epochs"
-    for label, row, skipped in progress_bar(epochs, total=len(split.folders), desc=desc, unit="epoch"):
+    for label, row, skipped in progress_bar(epochs, total=len(folders), desc=desc, unit="epoch"):
         for reason, stems in skipped.items():
             what = (
                 f"images {reason}, scored without the nucleus metrics"
@@ -286,15 +351,7 @@ def score_split(split: scoring.SplitData, workers: int) -> list[scoring.Row]:
                 else f"images skipped ({reason})"
             )
             logger.warning("%s epoch %s: %d %s: %s", split.name, label, len(stems), what, ", ".join(stems[:10]))
-        if row is None:
-            logger.warning("%s epoch %s: no image could be scored; left out", split.name, label)
-        else:
-            rows.append(row)
-    if not rows:
-        raise EvaluationError(
-            f"no {split.name} epoch in {split.folders[0][1].parent} has an image that could be scored"
-        )
-    return rows
+        yield label, row
 
 
 def score_baselines(split: scoring.SplitData, fitted: scoring.FittedBaselines) -> list[scoring.Row]:
@@ -320,11 +377,21 @@ def score_test(
     splits: dict[str, scoring.SplitData],
 ) -> list[scoring.Row]:
     """The chosen epoch and the baselines on the test split (empty, with a note, when it cannot be scored)."""
-    folders = [item for item in scoring.epoch_folders(results_dir, "test") if item[0] == label]
+    every = scoring.epoch_folders(results_dir, "test")
+    folders = [item for item in every if item[0] == label]
     if not folders or reference is None:
         notes.append(f"No test_{label} folder or no test reference (testB): the chosen epoch has no test numbers.")
         return []
-    split = scoring.load_split("test", folders, scoring.mask_paths(dataroot, "test"), reference, stain_model)
+    images = scoring.shared_images(folders, every)
+    if not images.stems:
+        notes.append(
+            f"test_{label} holds no image with both its fake_B and real_A: the chosen epoch has no test numbers; "
+            f"re-run python test.py --name <experiment> --epoch {label}."
+        )
+        return []
+    warn(images.warnings("test"), notes)
+    masks = scoring.mask_paths(dataroot, "test")
+    split = scoring.load_split("test", folders, images.stems, masks, reference, stain_model)
     splits["test"] = split
     row, _ = scoring.score_epoch(label, folders[0][1], split)
     if row is None:

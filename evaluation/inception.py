@@ -48,18 +48,14 @@ KID_SEED = 2020
 class InceptionFeatures:
     """Inception-v3 pool features (N, 2048) float64 of uint8 RGB images, in batches on one device.
 
-    torch-fidelity is imported here, not with the module: it loads torchvision (about 1.5 s),
-    which an evaluation without FID/KID does not need.
+    The weights file is read once, as plain tensors (:func:`load_weights`), and handed to
+    torch-fidelity's network (:func:`build_network`), which never opens it.
     """
 
     def __init__(self, weights: Path, gpu_ids: str = "auto", batch_size: int = 32) -> None:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-        check_weights(weights)
+        network = build_network(load_weights(weights), weights)
         self.device = select_device(gpu_ids)
-        self.network = FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights)
-        ).to(self.device)
+        self.network = network.to(self.device)
         self.batch_size = batch_size
 
     def __call__(self, images: list[np.ndarray], description: str = "Inception features") -> np.ndarray:
@@ -81,22 +77,63 @@ class InceptionFeatures:
         return features
 
 
-def check_weights(path: Path) -> None:
-    """A clear error unless ``path`` is a plain state dict of the FID Inception network.
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of the FID Inception network in ``path``, read once with ``weights_only=True``.
 
-    The file is first read with ``weights_only=True``, so a file that would run code when
-    unpickled is refused before torch-fidelity loads it.
+    Only tensors and containers are unpickled, so a file that would run code is refused unread;
+    a clear error for a missing or corrupt file, or one of another network.
     """
     path = Path(path)
-    advice = f"download {WEIGHTS_NAME} from {WEIGHTS_URL} and pass its path with --inception_weights"
     if not path.is_file():
-        raise EvaluationError(f"Inception weights {path} not found; {advice}")
+        raise EvaluationError(f"Inception weights {path} not found; {_advice()}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a corrupt file, or one holding more than tensors
-        raise EvaluationError(f"cannot read Inception weights {path} as plain tensors ({error}); {advice}") from None
+        raise EvaluationError(f"cannot read Inception weights {path} as plain tensors ({error}); {_advice()}") from None
     if not isinstance(state, dict) or any(key not in state for key in _REQUIRED_KEYS):
-        raise EvaluationError(f"{path} is not the FID Inception-v3 state dict; {advice}")
+        raise EvaluationError(f"{path} is not the FID Inception-v3 state dict; {_advice()}")
+    return state
+
+
+def build_network(state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    """torch-fidelity's FID Inception-v3 (on the CPU, in eval mode) with the weights ``state`` read from ``source``.
+
+    Its constructor loads weights itself: from a path with ``torch.load(weights_only=False)``,
+    which would read the file a second time and let it run code, or, given no path, from its
+    download function. That function is pointed at ``state`` while the network is built, so
+    nothing is read or downloaded. torch-fidelity is imported here, not with the module: it loads
+    torchvision (about 1.5 s), which an evaluation without FID/KID does not need.
+    """
+    import torch_fidelity
+    from torch_fidelity import feature_extractor_inceptionv3 as module
+
+    handed: list[str] = []
+
+    def hand_over(url: str, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        handed.append(url)
+        return state
+
+    download = module.load_state_dict_from_url
+    module.load_state_dict_from_url = hand_over
+    try:
+        network = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    except RuntimeError as error:
+        if not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        first = [line.strip() for line in str(error).splitlines()[1:2]]  # load_state_dict lists every tensor
+        raise EvaluationError(f"{source} does not fit the FID Inception-v3 ({', '.join(first)}); {_advice()}") from None
+    finally:
+        module.load_state_dict_from_url = download
+    if not handed:  # a torch-fidelity that loads its weights some other way would have ignored them
+        raise EvaluationError(
+            f"torch-fidelity {torch_fidelity.__version__} did not take the weights of {source}; install the version "
+            "requirements.txt names"
+        )
+    return network
+
+
+def _advice() -> str:
+    return f"download {WEIGHTS_NAME} from {WEIGHTS_URL} and pass its path with --inception_weights"
 
 
 @dataclass(frozen=True)

@@ -89,13 +89,16 @@ class Sample:
 class SplitData:
     """What every epoch of one split (``val`` or ``test``) is scored against, read once.
 
-    ``real_A``: the inputs of the first epoch folder by stem, each with the digest of its file
-    (test.py writes the same input into every epoch folder; a file with the same digest is not
-    decoded again). ``masks``: bool (H, W) by stem. ``reference``: the real H&E of the split.
+    ``stems``: the images every epoch is scored on, those all its folders hold (:func:`shared_images`),
+    so that epochs are compared on the same images. ``real_A``: their inputs in the first epoch
+    folder by stem, each with the digest of its file (test.py writes the same input into every
+    epoch folder; a file with the same digest is not decoded again). ``masks``: bool (H, W) by
+    stem. ``reference``: the real H&E of the split.
     """
 
     name: str
     folders: list[tuple[str, Path]]
+    stems: list[str]
     reference: list[np.ndarray]
     reference_names: list[str]
     reference_summary: metrics.ColorSummary
@@ -141,19 +144,106 @@ def mask_paths(dataroot: Path | None, split: str) -> dict[str, Path]:
     return {path.relative_to(folder).with_suffix("").as_posix(): path for path in list_images(folder)}
 
 
+#: The files test.py writes per image that scoring pairs by the image's name: the colorization and its input.
+PAIRED_VISUALS = ("fake_B", "real_A")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images the epoch folders of a split share, and what each folder lacks.
+
+    ``stems``: the images every scored folder holds both files of, sorted. ``total``: how many
+    images any folder holds a file of. ``lacking``: by epoch label, the folders that lack some
+    image: how many images, and the missing file names.
+    """
+
+    stems: list[str]
+    total: int
+    lacking: dict[str, tuple[int, list[str]]]
+    scored_folders: int
+
+    def warnings(self, split: str) -> list[str]:
+        """One line per folder that lacks images: which, and on how many images every epoch is scored."""
+        if self.scored_folders > 1:
+            outcome = f"every epoch is scored on the {len(self.stems)} images all epochs have"
+        else:
+            outcome = f"it and the baselines are scored on the {len(self.stems)} images it has"
+        return [
+            f"epoch {label} ({split}) lacks {count} of {self.total} images ({_some(files)}); {outcome}"
+            for label, (count, files) in self.lacking.items()
+        ]
+
+    def error(self, split: str, results_dir: Path) -> EvaluationError:
+        """The refusal when no image is in every folder: what each lacks, and which epochs to translate again."""
+        details = "; ".join(
+            f"epoch {label} lacks {count} of {self.total} ({_some(files)})"
+            for label, (count, files) in self.lacking.items()
+        )
+        return EvaluationError(
+            f"the {split} epoch folders in {results_dir} share no image with both its fake_B and real_A ({details}); "
+            f"re-run python test.py --name <experiment> --epoch <N> for {epochs_named(list(self.lacking))} (it "
+            f"rewrites {split}_<N>), or move the folders of epochs you do not need out of the results folder"
+        )
+
+
+def epochs_named(labels: list[str]) -> str:
+    """``epoch 3`` or ``epochs 1, 3``."""
+    return f"epoch {labels[0]}" if len(labels) == 1 else f"epochs {', '.join(labels)}"
+
+
+def shared_images(folders: list[tuple[str, Path]], known: list[tuple[str, Path]] | None = None) -> ImageSet:
+    """The images, paired by name, that every folder of ``folders`` holds both files of (:data:`PAIRED_VISUALS`).
+
+    A folder lacks an image when some folder of ``known`` (default: ``folders``; for the test
+    split, every test folder while only the chosen one is scored) holds a file of it and it does
+    not hold both. Scoring on the shared images only keeps a missing file from silently
+    scoring one epoch on fewer images than the others.
+    """
+    listed = {
+        label: {visual: _stems(folder, visual) for visual in PAIRED_VISUALS}
+        for label, folder in [*(known or []), *folders]
+    }
+    every = set().union(*(stems for found in listed.values() for stems in found.values()))
+    complete = {label: found["fake_B"] & found["real_A"] for label, found in listed.items()}
+    shared = set.intersection(*(complete[label] for label, _ in folders)) if folders else set()
+    lacking = {}
+    for label, _ in folders:
+        missing = sorted(every - complete[label])
+        if missing:
+            found = listed[label]
+            files = [
+                f"{stem}_{visual}.png" for stem in missing for visual in PAIRED_VISUALS if stem not in found[visual]
+            ]
+            lacking[label] = (len(missing), files)
+    return ImageSet(sorted(shared), len(every), lacking, len(folders))
+
+
+def _stems(folder: Path, visual: str) -> set[str]:
+    suffix = f"_{visual}.png"
+    return {path.name.removesuffix(suffix) for path in (folder / "images").glob(f"*{suffix}")}
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` names, and how many more."""
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def load_split(
     name: str,
     folders: list[tuple[str, Path]],
+    stems: list[str],
     masks: dict[str, Path],
     reference_dir: Path,
     stain_model: StainModel,
 ) -> SplitData:
-    """The inputs of the first epoch folder, every mask and the summarized reference, decoded once."""
+    """The inputs of ``stems`` in the first epoch folder, every mask and the summarized reference, decoded once."""
     reference, reference_names = load_reference(reference_dir)
     regions = [stain_model.nuclear(image) for image in reference]
     split = SplitData(
         name=name,
         folders=folders,
+        stems=list(stems),
         reference=reference,
         reference_names=reference_names,
         reference_summary=metrics.summarize_colors(reference, reference_names, stain_model, regions),
@@ -161,24 +251,21 @@ def load_split(
         masks={stem: read_mask_values(path) > 0 for stem, path in masks.items()},
     )
     split.min_nucleus_area = metrics.minimum_nucleus_area(list(split.masks.values()))
-    for real_path in sorted((folders[0][1] / "images").glob("*_real_A.png")):
+    for stem in split.stems:
+        real_path = folders[0][1] / "images" / f"{stem}_real_A.png"
         data = real_path.read_bytes()
-        image = as_uint8(decode_array(data, str(real_path)), 1, real_path)
-        split.real_A[real_path.name.removesuffix("_real_A.png")] = (_digest(data), image)
+        split.real_A[stem] = (_digest(data), as_uint8(decode_array(data, str(real_path)), 1, real_path))
     return split
 
 
 def load_samples(folder: Path, split: SplitData) -> tuple[list[Sample], dict[str, list[str]]]:
-    """The samples of one epoch folder, and by reason the stems skipped or (``without a mask``) scored
-    without the nucleus metrics."""
-    skipped: dict[str, list[str]] = {"no real_A": [], "size differs": [], "without a mask": []}
+    """The samples of ``split.stems`` in one epoch folder (each ``fake_B`` with the ``real_A`` and mask of its
+    name), and by reason the stems skipped or (``without a mask``) scored without the nucleus metrics."""
+    skipped: dict[str, list[str]] = {"size differs": [], "without a mask": []}
     samples = []
-    for fake_path in sorted((folder / "images").glob("*_fake_B.png")):
-        stem = fake_path.name.removesuffix("_fake_B.png")
+    for stem in split.stems:
+        fake_path = folder / "images" / f"{stem}_fake_B.png"
         real_path = fake_path.with_name(f"{stem}_real_A.png")
-        if not real_path.is_file():
-            skipped["no real_A"].append(stem)
-            continue
         fake_B, real_A = read_uint8(fake_path, 3), _input_image(real_path, stem, split)
         mask = split.masks.get(stem)
         if mask is None and split.masks:

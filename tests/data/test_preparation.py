@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.preparation import grid_boxes, read_settings, seeded_split, staged_output, write_settings
+from data.preparation import SETTINGS_NAME, grid_boxes, read_settings, seeded_split, staged_output, write_settings
 from util.errors import DatasetError
 
 
@@ -46,3 +46,12 @@ def test_staged_output_replaces_only_on_success(tmp_path: Path) -> None:
         write_settings(staging, {"size": 128})
     assert [path.name for path in output.iterdir()] == ["preparation.json"]
     assert read_settings(output) == {"size": 128} and read_settings(tmp_path) is None
+
+
+def test_damaged_settings_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / SETTINGS_NAME).write_text('{"normalization": ', encoding="utf-8")
+    with pytest.raises(DatasetError, match=rf"cannot read the preparation settings {tmp_path / SETTINGS_NAME} \("):
+        read_settings(tmp_path)
+    (tmp_path / SETTINGS_NAME).write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(DatasetError, match="are not what a preparation script writes"):
+        read_settings(tmp_path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from data.image_io import read_array, write_image
 from evaluation import Stain_Evaluation as stain_evaluation
 from evaluation.baselines import real_tiles_ignoring_input
 from evaluation.scoring import REAL_TILES
-from tests.helpers import demo_arrays
+from tests.helpers import can_mount_tmpfs, demo_arrays, run_on_small_disk
 from util.stain import estimate_stain_model
 
 Colorizer = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
@@ -291,3 +293,240 @@ def test_when_no_epoch_passes_the_closest_is_named_and_shown_on_test_as_failing(
     assert not reported["chosen"] and not reported["passes_guards"]
     assert "No epoch passes the faithfulness guards" in capsys.readouterr().out
     assert "FAILS the guards; for comparison only" in (tmp_path / "out" / "report.html").read_text()
+
+
+# -- faults: missing images, unwritable --out, damaged JSON (issue 18) -------------------------------
+def the_error(caplog: pytest.LogCaptureFixture) -> str:
+    """The one ERROR line a failed run logged, checked to carry no traceback."""
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, [record.getMessage() for record in errors]
+    message = errors[0].getMessage()
+    assert errors[0].exc_info is None and "\n" not in message and "Traceback" not in caplog.text
+    return message
+
+
+def per_image_rows(out: Path, split: str) -> dict[tuple[str, str], dict[str, str]]:
+    with open(out / "per_image.csv", newline="") as table:
+        return {(row["label"], row["image"]): row for row in csv.DictReader(table) if row["split"] == split}
+
+
+def split_scores(out: Path, split: str) -> dict[tuple[str, str], dict]:
+    return {key: row for key, row in scores_by(out).items() if key[0] == split}
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_every_epoch_is_scored_on_the_images_all_epochs_have(
+    four_epochs: Path, demo_root: Path, evaluated: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One epoch lacks a fake_B, one a real_A, one has a fake_B it cannot score: every epoch is scored on the
+    images all have, each paired by name with its input and mask, with the numbers those images had before."""
+    stems = sorted(path.stem for path in (demo_root / "valA").glob("*.png"))
+    results = tmp_path / "results"
+    shutil.copytree(four_epochs, results)
+    (results / "val_3" / "images" / f"{stems[0]}_fake_B.png").unlink()  # the first: pairing by position would shift
+    (results / "val_1" / "images" / f"{stems[1]}_real_A.png").unlink()
+    resized = results / "val_4" / "images" / f"{stems[2]}_fake_B.png"
+    write_image(resized, read_array(resized)[:64, :64])
+    test_stem = sorted(path.stem for path in (demo_root / "testA").glob("*.png"))[0]
+    (results / "test_2" / "images" / f"{test_stem}_fake_B.png").unlink()  # the epoch that will be chosen
+    assert run(results, demo_root, tmp_path / "out") == 0
+    assert (
+        f"epoch 1 (val) lacks 1 of 5 images ({stems[1]}_real_A.png); every epoch is scored on the 3 images all "
+        "epochs have" in caplog.text
+    )
+    assert f"epoch 3 (val) lacks 1 of 5 images ({stems[0]}_fake_B.png); every epoch is scored" in caplog.text
+    assert (
+        f"epoch 4 (val) could not score 1 images the other epochs scored ({stems[2]}; see above); every epoch is "
+        "scored on the 2 images all epochs could score" in caplog.text
+    )
+    assert "lacks 1 of 5 images" in (tmp_path / "out" / "report.html").read_text()
+    kept, before = per_image_rows(tmp_path / "out", "val"), per_image_rows(evaluated, "val")
+    assert {image for _, image in kept} == set(stems[3:])
+    assert {label for label, _ in kept} == {label for label, _ in before}  # every epoch and baseline
+    assert kept == {key: before[key] for key in kept}  # image by image, the numbers of the full run
+    assert (
+        f"epoch 2 (test) lacks 1 of 7 images ({test_stem}_fake_B.png); it and the baselines are scored on the 6 "
+        "images it has" in caplog.text
+    )
+    tested = per_image_rows(tmp_path / "out", "test")
+    assert tested == {key: row for key, row in per_image_rows(evaluated, "test").items() if key[1] != test_stem}
+    # The scores, and so the ranking, are those of the same images missing from every epoch.
+    everywhere = tmp_path / "everywhere"
+    shutil.copytree(four_epochs, everywhere)
+    for folder in everywhere.glob("val_*/images"):
+        for stem in stems[:3]:
+            for visual in ("real_A", "fake_B"):
+                (folder / f"{stem}_{visual}.png").unlink()
+    assert run(everywhere, demo_root, tmp_path / "out_everywhere") == 0
+    assert split_scores(tmp_path / "out", "val") == split_scores(tmp_path / "out_everywhere", "val")
+
+
+def test_epochs_that_share_no_image_are_refused_naming_the_epochs_to_translate_again(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    for name in ("val_1", "val_2", "test_1", "test_2"):
+        shutil.copytree(four_epochs / name, results / name)
+    stems = sorted(path.stem for path in (demo_root / "valA").glob("*.png"))
+    for stem in stems[:2]:
+        (results / "val_2" / "images" / f"{stem}_fake_B.png").unlink()
+    for stem in stems[2:]:
+        (results / "val_1" / "images" / f"{stem}_fake_B.png").unlink()
+    files = listing(results)
+    assert run(results, demo_root, tmp_path / "out") == 1
+    assert the_error(caplog) == (
+        f"the val epoch folders in {results} share no image with both its fake_B and real_A (epoch 1 lacks 3 of 5 "
+        f"({', '.join(f'{stem}_fake_B.png' for stem in stems[2:])}); epoch 2 lacks 2 of 5 "
+        f"({', '.join(f'{stem}_fake_B.png' for stem in stems[:2])})); re-run python test.py --name <experiment> "
+        "--epoch <N> for epochs 1, 2 (it rewrites val_<N>), or move the folders of epochs you do not need out of "
+        "the results folder"
+    )
+    assert listing(results) == files and not (tmp_path / "out").exists()
+
+
+def test_an_epoch_that_can_score_no_shared_image_is_refused_by_name(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    for name in ("val_1", "val_2"):
+        shutil.copytree(four_epochs / name, results / name)
+    for fake in (results / "val_2" / "images").glob("*_fake_B.png"):
+        write_image(fake, read_array(fake)[:32, :32])
+    assert run(results, demo_root, tmp_path / "out") == 1
+    assert the_error(caplog) == (
+        f"no val image could be scored in every epoch folder in {results} (epoch 2 could not score 5); re-run "
+        "python test.py --name <experiment> --epoch <N> for epoch 2"
+    )
+
+
+def test_an_out_folder_under_a_file_is_refused_before_any_scoring(
+    four_epochs: Path,
+    demo_root: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scoring started")
+
+    monkeypatch.setattr(stain_evaluation.scoring, "load_split", no_scoring)
+    (tmp_path / "file").write_text("kept")
+    out = tmp_path / "file" / "evaluation"
+    assert run(four_epochs, demo_root, out) == 1
+    assert the_error(caplog) == (
+        f"--out {out}: cannot write there: a part of the path is a file, not a folder; choose another --out"
+    )
+    assert (tmp_path / "file").read_text() == "kept"
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+def test_a_read_only_out_folder_is_refused_in_one_line(four_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    command = (
+        f"{sys.executable} evaluation/Stain_Evaluation.py --results_dir '{four_epochs}' --dataroot '{demo_root}' "
+        f"--out '{mount / 'evaluation'}' --workers 1"
+    )
+    files = listing(four_epochs)
+    finished = run_on_small_disk(mount, command, read_only=True)
+    assert finished.returncode == 1, finished.stderr
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        f"ERROR --out {mount / 'evaluation'}: cannot write there: the file system is read-only; choose another --out"
+    ]
+    assert "Traceback" not in finished.stderr and "scoring" not in finished.stderr
+    assert listing(four_epochs) == files
+
+
+def test_a_failed_write_after_scoring_is_one_line_and_keeps_what_was_written(
+    four_epochs: Path,
+    demo_root: Path,
+    evaluated: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "images").write_text("a file where the report's image folder goes")
+    assert run(four_epochs, demo_root, out) == 1
+    assert the_error(caplog) == (
+        f"cannot write the report {out / 'report.html'} and its images: a file of that name stands where a folder "
+        f"is needed. Every file in {out} is whole (new, or the one from before); the scores are in the tables "
+        "printed above. Free space or choose another --out, and run again."
+    )
+    for name in ("scores.json", "scores.csv", "per_image.csv", "selection.json"):
+        assert (out / name).read_text() == (evaluated / name).read_text(), name
+    assert (out / "metrics_vs_epoch.png").is_file() and not (out / "report.html").exists()
+    assert not list(out.glob(".*.tmp")) and (out / "images").read_text().startswith("a file")
+    printed = capsys.readouterr().out
+    assert "val split" in printed and "Epoch 2 is chosen on the val split" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+def test_a_full_disk_after_scoring_keeps_the_tables_written(
+    four_epochs: Path, demo_root: Path, evaluated: Path, tmp_path: Path
+) -> None:
+    mount, copy = tmp_path / "small", tmp_path / "copy"
+    command = (
+        f"{sys.executable} evaluation/Stain_Evaluation.py --results_dir '{four_epochs}' --dataroot '{demo_root}' "
+        f"--out '{mount / 'evaluation'}' --workers 1; status=$?; cp -r '{mount / 'evaluation'}' '{copy}'; exit $status"
+    )
+    finished = run_on_small_disk(mount, command, size="64k")  # the tables fit (about 30 KB), the plots do not
+    assert finished.returncode == 1, finished.stderr
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        f"ERROR cannot write the plots in {mount / 'evaluation'}: the disk is full. Every file in "
+        f"{mount / 'evaluation'} is whole (new, or the one from before); the scores are in the tables printed above. "
+        "Free space or choose another --out, and run again."
+    ]
+    assert "Traceback" not in finished.stderr and "Epoch 2 is chosen" in finished.stdout
+    for name in ("scores.json", "selection.json"):
+        assert (copy / name).read_text() == (evaluated / name).read_text().replace(str(evaluated), str(mount)), name
+    assert sorted(path.name for path in copy.iterdir()) == [
+        "per_image.csv",
+        "scores.csv",
+        "scores.json",
+        "selection.json",
+    ]
+
+
+def test_damaged_test_options_are_one_line_naming_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    options = results / "test_opt.json"
+    remedy = "re-run python test.py --name <experiment> --epoch all to write it again, or pass --dataroot (the file is then not read)"
+    for content, problem in [
+        ('{"dataroot": "datasets/de', "(Unterminated string starting at: line 1 column 14 (char 13))"),
+        (b"\xff\xfe\x00garbage", None),
+        ('["a list"]', None),
+    ]:
+        caplog.clear()
+        options.write_bytes(content if isinstance(content, bytes) else content.encode())
+        assert stain_evaluation.main(["--results_dir", str(results), "--out", str(tmp_path / "out")]) == 1
+        message = the_error(caplog)
+        assert str(options) in message and message.endswith(remedy)
+        if problem:
+            assert message == f"cannot read the test options {options} {problem}; {remedy}"
+        assert options.read_bytes() == (content if isinstance(content, bytes) else content.encode())
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_preparation_settings_are_one_line_naming_the_file(
+    four_epochs: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for folder in demo_root.iterdir():
+        if folder.is_dir():
+            (data / folder.name).symlink_to(folder)
+    (data / "preparation.json").write_text('{"normalization": ')
+    assert run(four_epochs, data, tmp_path / "out") == 1
+    assert the_error(caplog) == (
+        f"cannot read the preparation settings {data / 'preparation.json'} (Expecting value: line 1 column 19 "
+        f"(char 18)); run the script that prepared {data} again to write it"
+    )
+    assert (data / "preparation.json").read_text() == '{"normalization": ' and not any((tmp_path / "out").iterdir())

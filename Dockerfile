@@ -24,5 +24,6 @@ RUN grep -vE '^torch(vision)?==' requirements.txt > /tmp/requirements-container.
 COPY . .
 COPY scripts/start_jupyter.sh /usr/local/bin/start-jupyter
 EXPOSE 8888
-# JupyterLab with a token (JUPYTER_TOKEN, or a generated one that is printed); any other command runs instead.
+# JupyterLab with a token (the file JUPYTER_TOKEN_FILE, JUPYTER_TOKEN, or a generated one that is printed); any
+# other command runs instead.
 ENTRYPOINT ["/usr/local/bin/start-jupyter"]

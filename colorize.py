@@ -45,7 +45,15 @@ import numpy as np
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from data.image_io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images, page_count, read_array, write_image
+from data.image_io import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    list_images,
+    page_count,
+    pixel_limit,
+    read_array,
+    write_image,
+)
 from data.intensity import IntensityNormalization, prepare_source
 from data.transforms import gray_to_tensor, normalize, to_uint8_image
 from experiment import Experiment, add_model_arguments
@@ -54,7 +62,7 @@ from util.arg_types import nonnegative_float, nonnegative_int, positive_int
 from util.cli import run_script
 from util.device import select_device
 from util.disk import require_writable_folder, writing
-from util.errors import ImageReadError, OptionError
+from util.errors import ImageReadError, ImageTooLargeError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -204,24 +212,15 @@ def plan_outputs(inputs: Sequence[tuple[Path, Path, int]], extension: str, previ
     return [job for job in jobs if job is not None]
 
 
-def pixel_limit(megapixels: float | None) -> int | None:
-    """``--max_megapixels`` as the reader's ``max_pixels``: the project's limit if not given, None for 0."""
-    if megapixels is None:
-        return MAX_PIXELS
-    return None if megapixels == 0 else max(1, round(megapixels * 1_000_000))
-
-
 def read_page(path: Path, index: int, max_pixels: int | None) -> np.ndarray:
     """Page ``index`` of ``path``; a header beyond ``max_pixels`` is refused before decoding, saying how to lift it."""
     try:
         return read_array(path, page=index, max_pixels=max_pixels)
-    except ImageReadError as error:
-        if max_pixels is not None and f"pixels, more than {max_pixels}" in str(error):
-            raise ImageReadError(
-                f"{error}. If the image is real, raise --max_megapixels (now {max_pixels / 1e6:g}; 0: no limit): "
-                "the whole image and its colorized output are held in memory"
-            ) from error
-        raise
+    except ImageTooLargeError as error:
+        raise ImageReadError(
+            f"{error}. If the image is real, raise --max_megapixels (now {max_pixels / 1e6:g}; 0: no limit): "
+            "the whole image and its colorized output are held in memory"
+        ) from error
 
 
 def plan_run(args: argparse.Namespace, inputs: Sequence[Path], extension: str) -> tuple[list[Job], list[str]]:

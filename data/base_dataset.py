@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from data.image_io import IMAGE_EXTENSIONS, image_from_array, list_images, read_array, read_mask_values
 from data.intensity import IntensityNormalization, prepare_source, recorded_normalization
 from data.transforms import Augmentation, Preprocessing, gray_to_tensor, normalize, to_tensor
-from util.errors import DatasetError
+from util.errors import DatasetError, ImageReadError
 from util.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,22 @@ class BaseDataset(Dataset, ABC):
 
     def __getitem__(self, key: DatasetKey) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        return self.load_item(index, np.random.default_rng(seed))
+        try:
+            return self.load_item(index, np.random.default_rng(seed))
+        except ImageReadError as error:
+            raise self.with_check_hint(error) from error
+
+    def check_hint(self) -> str:
+        """How to find every bad file at once, for read errors: one bad file stops a run where it is met,
+        perhaps hours into an epoch. Empty where the check does not apply."""
+        return f"Find every bad file at once with: python scripts/make_dataset.py --check {self.root}"
+
+    def with_check_hint(self, error: ImageReadError) -> ImageReadError:
+        """``error`` with :meth:`check_hint` appended (once), as the same one-line message."""
+        hint = self.check_hint()
+        if not hint or hint in str(error):
+            return error
+        return ImageReadError(f"{error} {hint}")
 
     def image_folder(self, name: str, role: str) -> list[Path]:
         """The sorted images of ``<dataroot>/<name>``; a clear error if it is missing or empty."""
@@ -93,7 +108,10 @@ class BaseDataset(Dataset, ABC):
         budget, used = _available_memory_bytes() // 2, 0
         cache = {}
         for kind, path in progress_bar(files, desc="caching images", unit="image", leave=False):
-            pixels = READERS[kind](path)
+            try:
+                pixels = READERS[kind](path)
+            except ImageReadError as error:
+                raise self.with_check_hint(error) from error
             used += pixels.nbytes
             if used > budget:
                 logger.warning(

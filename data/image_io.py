@@ -3,6 +3,10 @@
 Every image enters through :func:`read_image`: PNG, JPEG, BMP or TIFF; 1-bit, 8-bit, 16-bit,
 32-bit or float; gray, gray+alpha, palette, RGB, RGBA or CMYK. It comes out as float32 in
 [0, 1] with the number of channels the caller asks for. Errors name the file.
+
+A file that ends early is refused, never padded: Pillow is held strict for every read, whatever
+``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` says, and a PNG is checked for what Pillow lets pass (a
+missing IEND chunk, pixel data that ends before the last row; see :func:`_read_png`).
 """
 
 from __future__ import annotations
@@ -11,16 +15,17 @@ import contextlib
 import io
 import math
 import os
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageFile
 
 from util.atomic import atomic_path
 from util.color import LUMA_WEIGHTS
-from util.errors import ImageReadError
+from util.errors import ImageReadError, ImageTooLargeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -30,10 +35,18 @@ _PILLOW_TO_RGB_MODES = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"
 
 #: Images above this many pixels are refused by default, whatever their format: Pillow's
 #: decompression-bomb limit, so that a corrupt header declaring a huge image fails at once instead
-#: of allocating gigabytes and decoding for minutes. colorize.py and prepare_slide.py lift it.
+#: of allocating gigabytes and decoding for minutes. colorize.py and prepare_slide.py let their
+#: users raise it (``--max_megapixels``, see :func:`pixel_limit`).
 MAX_PIXELS = 2 * 89_478_485
 #: The most samples per pixel an image can have here: CMYK plus alpha.
 _MAX_SAMPLES = 5
+
+
+def pixel_limit(megapixels: float | None) -> int | None:
+    """A ``--max_megapixels`` flag as ``max_pixels``: :data:`MAX_PIXELS` when not given, None (no limit) for 0."""
+    if megapixels is None:
+        return MAX_PIXELS
+    return None if megapixels == 0 else max(1, round(megapixels * 1_000_000))
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -288,33 +301,159 @@ def _cmyk_to_rgb(array: np.ndarray, inkset: int, name: str) -> np.ndarray:
 
 def _check_pixel_count(width: int, height: int, name: str, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"image {name} declares {width}x{height} pixels, more than {max_pixels}; its header is corrupt "
             "or the image is too large to read whole"
         )
 
 
 @contextlib.contextmanager
-def _pillow_limit_lifted() -> Iterator[None]:
-    """Pillow's own pixel limit off for one read (:func:`_check_pixel_count` applies ``max_pixels`` instead)."""
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+def _strict_pillow() -> Iterator[None]:
+    """Pillow's own pixel limit off (:func:`_check_pixel_count` applies ``max_pixels`` instead) and its
+    leniency for truncated files off, for one read.
+
+    With ``ImageFile.LOAD_TRUNCATED_IMAGES`` on (a notebook or another library may set it), Pillow pads a
+    cut JPEG or PNG with black or gray instead of failing; the reader must not depend on that global.
+    """
+    limit, lenient = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = limit
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = limit, lenient
 
 
 def _read_with_pillow(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> np.ndarray:
-    with _pillow_limit_lifted(), Image.open(source) as image:  # opening reads only the header
+    with _strict_pillow(), Image.open(source) as image:  # opening reads only the header
         _check_pixel_count(image.width, image.height, name, max_pixels)
-        image.load()  # decode now, so that a truncated file fails here, naming the file
+        if image.format == "PNG":
+            _read_png(image, name)
+        else:
+            image.load()  # decode now, so that a truncated file fails here, naming the file
         if image.mode in _PILLOW_TO_RGB_MODES:
             has_alpha = image.mode in {"PA", "RGBa"} or "transparency" in image.info
             image = image.convert("RGBA" if has_alpha else "RGB")
         elif image.mode == "1":
             image = image.convert("L")
         return np.asarray(image)
+
+
+_PNG_SIGNATURE_LENGTH = 8
+#: A PNG chunk's length and type before its data, and its CRC after it.
+_PNG_CHUNK_HEADER, _PNG_CHUNK_CRC = 8, 4
+#: The zlib stream of a PNG's pixel data ends with this many bytes of checksum, which hold no pixels.
+_ZLIB_CHECKSUM_LENGTH = 4
+_TRUNCATED_ADVICE = "The file is truncated or corrupt; replace it or remove it from the folder."
+
+
+def _read_png(image: ImageFile.ImageFile, name: str) -> None:
+    """Decode an opened PNG, refusing what Pillow itself would pad with black or let pass.
+
+    When the zlib stream of the pixel data ends cleanly before the last row, Pillow stops and leaves
+    the remaining rows black without a word, and it ignores a missing IEND chunk. So the chunk
+    headers are walked first (a cheap look at each header), and the decoder gets the stream's
+    closing checksum (4 bytes, no pixels) one byte per request: a complete image has all its rows
+    before it needs the checksum's last byte, an image with data for fewer rows needs the whole
+    stream. One decode, no copy of the data.
+    """
+    pixel_data = _png_pixel_data_length(image.fp, name)
+    guard = None
+    if getattr(image, "n_frames", 1) == 1 and pixel_data > _ZLIB_CHECKSUM_LENGTH:
+        guard = _ChecksumWithheld(image.load_read, pixel_data)
+        image.load_read = guard  # the hook through which ImageFile.load reads a PNG's pixel data
+    try:
+        image.load()
+    except OSError as error:
+        if guard is None or not guard.needed_whole_stream:
+            raise
+        raise ImageReadError(_short_png_message(image, name)) from error
+    if guard is not None and guard.needed_whole_stream:
+        raise ImageReadError(_short_png_message(image, name))
+
+
+def _short_png_message(image: Image.Image, name: str) -> str:
+    return (
+        f"cannot read image {name}: its PNG pixel data ends before the last of the {image.height} rows its "
+        f"header declares (Pillow would fill the rest with black). {_TRUNCATED_ADVICE}"
+    )
+
+
+class _ChecksumWithheld:
+    """Stands in for a PNG's ``load_read``: passes the ``total`` bytes of pixel data on, the last
+    :data:`_ZLIB_CHECKSUM_LENGTH` of them one per request, and tells whether the decoder took them all.
+
+    Pillow's decoder stops asking as soon as the last row is complete; it may ask once more to flush
+    rows zlib holds back, but never for the checksum's last byte, which only ends the stream.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], total: int) -> None:
+        self.read, self.total = read, total
+        self.delivered = 0
+
+    def __call__(self, size: int) -> bytes:
+        before_checksum = self.total - _ZLIB_CHECKSUM_LENGTH - self.delivered
+        if before_checksum > 0:
+            size = min(size, before_checksum) if size > 0 else before_checksum  # size <= 0: Pillow's "a chunk"
+        elif self.delivered < self.total:
+            size = 1
+        data = self.read(size)
+        self.delivered += len(data)
+        return data
+
+    @property
+    def needed_whole_stream(self) -> bool:
+        return self.delivered >= self.total
+
+
+def _png_pixel_data_length(file: io.IOBase, name: str) -> int:
+    """The bytes of pixel data (the first run of IDAT chunks) of the PNG in ``file``, from its chunk
+    headers; an :class:`ImageReadError` if a chunk is cut short or the file ends before IEND."""
+    size, header_at = _positional_reader(file)
+    offset, pixel_data, in_run, run_over = _PNG_SIGNATURE_LENGTH, 0, False, False
+    while True:
+        header = header_at(offset, _PNG_CHUNK_HEADER)
+        if len(header) < _PNG_CHUNK_HEADER:
+            raise ImageReadError(
+                f"cannot read image {name}: the PNG file ends at byte {size} without its closing IEND chunk. "
+                f"{_TRUNCATED_ADVICE}"
+            )
+        length, kind = struct.unpack(">I4s", header)
+        end = offset + _PNG_CHUNK_HEADER + length + _PNG_CHUNK_CRC
+        if end > size:
+            raise ImageReadError(
+                f"cannot read image {name}: the PNG file ends at byte {size}, inside its "
+                f"{kind.decode('ascii', 'replace')} chunk, which runs to byte {end}. {_TRUNCATED_ADVICE}"
+            )
+        if kind == b"IEND":
+            return pixel_data
+        if kind == b"IDAT" and not run_over:  # Pillow decodes the first run of IDAT chunks only
+            pixel_data, in_run = pixel_data + length, True
+        run_over = in_run and kind != b"IDAT"
+        offset = end
+
+
+def _positional_reader(file: io.IOBase) -> tuple[int, Callable[[int, int], bytes]]:
+    """The size of ``file`` and a reader of bytes at an offset that leaves the file's position alone.
+
+    A file on disk is read with ``os.pread``, which keeps its buffer too, so that Pillow reads on
+    where it stopped without reading anything again.
+    """
+    if hasattr(os, "pread") and not isinstance(file, io.BytesIO):
+        descriptor = file.fileno()
+        return os.fstat(descriptor).st_size, lambda offset, length: os.pread(descriptor, length, offset)
+
+    def read_at(offset: int, length: int) -> bytes:
+        position = file.tell()
+        try:
+            file.seek(offset)
+            return file.read(length)
+        finally:
+            file.seek(position)
+
+    position = file.tell()
+    size = file.seek(0, os.SEEK_END)
+    file.seek(position)
+    return size, read_at
 
 
 def _check_layout(array: np.ndarray, path: str) -> np.ndarray:

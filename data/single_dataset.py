@@ -28,6 +28,8 @@ class SingleDataset(BaseDataset):
         folder = f"{opt.phase}{side}"
         if not (self.root / folder).is_dir() and any(map(is_image_file, self.root.iterdir())):
             folder = "."
+        #: A plain folder of images rather than a dataroot, which ``make_dataset.py --check`` does not apply to.
+        self.plain_folder = folder == "."
         self.paths = self.image_folder(folder, "input")
 
     def __len__(self) -> int:
@@ -35,6 +37,9 @@ class SingleDataset(BaseDataset):
 
     def files_to_cache(self) -> list[tuple[str, Path]]:
         return [("image", path) for path in self.paths]
+
+    def check_hint(self) -> str:
+        return "" if self.plain_folder else super().check_hint()
 
     def load_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         path = self.paths[index]

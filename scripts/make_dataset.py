@@ -8,8 +8,10 @@ has them, ``valA valA_GT``; the B side (from ``scripts/prepare_slide.py``) ``tra
 allows (no space used), otherwise copied; each side's manifest and settings come along
 (``manifest_A.csv``, ``manifest_B.csv``, ``preparation.json``). Before anything is written, and
 with ``--check`` alone, the layout is verified: every folder present and not empty, every image
-readable and of one size, gray in A and colour in B, and every A image paired with a mask of its
-name and size. A table of the folders is printed.
+readable by the reader training uses and of one size, gray in A and color in B, and every A image
+paired with a mask of its name and size. Every image is read (a progress bar shows how far), and
+every problem found is listed in one summary, each bad file with its reason (exit status 1); a
+clean dataroot prints a table of its folders.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import argparse
 import logging
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from data.image_io import list_images, read_array
+from data.image_io import image_from_array, list_images, mask_values_from_array, read_array
 from data.preparation import MANIFEST_NAME, link_or_copy, read_settings, staged_output, write_settings
 from util.cli import run_script
-from util.errors import DatasetError
+from util.errors import DatasetError, ImageReadError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -48,40 +53,93 @@ class FolderSummary:
 
     name: str
     count: int
-    size: tuple[int, int]  # (width, height)
+    size: tuple[int, int]  # (width, height): the size of most of its images
     channels: int
 
 
-def check_folder(folder: Path, expect_color: bool) -> FolderSummary:
-    """Every image of ``folder`` readable, of one size, gray (masks, A) or colour (B); a summary."""
-    paths = list_images(folder) if folder.is_dir() else []
-    if not paths:
-        raise DatasetError(f"{folder} is missing or holds no images; prepare that side first")
-    sizes: dict[tuple[int, int], str] = {}
-    channels = set()
-    for path in progress_bar(paths, desc=f"checking {folder.name}", unit="image", leave=False):
-        array = read_array(path)
-        sizes.setdefault((array.shape[1], array.shape[0]), path.name)
-        channels.add(1 if array.ndim == 2 else array.shape[2])
-    if len(sizes) > 1:
-        examples = ", ".join(f"{name} is {width}x{height}" for (width, height), name in list(sizes.items())[:3])
-        raise DatasetError(f"{folder} mixes image sizes ({examples}); every crop of a dataset must have one size")
-    colour = channels <= {3, 4}
-    if expect_color and not colour:
-        raise DatasetError(f"{folder} holds gray images; domain B must be colour H&E tiles")
-    if not expect_color and channels != {1}:
-        raise DatasetError(f"{folder} holds colour images; domain A images and masks must be gray")
-    return FolderSummary(folder.name, len(paths), next(iter(sizes)), max(channels))
+@dataclass
+class FolderScan:
+    """Every image of one folder as read: the size and channels of each readable file."""
+
+    folder: Path
+    paths: list[Path]
+    sizes: dict[Path, tuple[int, int]] = field(default_factory=dict)  # (width, height)
+    channels: dict[Path, int] = field(default_factory=dict)
+
+    def summary(self) -> FolderSummary | None:
+        """The folder in one table row; None if no image of it could be read."""
+        if not self.sizes:
+            return None
+        size = Counter(self.sizes.values()).most_common(1)[0][0]
+        return FolderSummary(self.folder.name, len(self.paths), size, max(self.channels.values()))
 
 
-def check_masks(images: Path, masks: Path) -> None:
-    """Every image has a mask of the same stem and every mask an image."""
-    image_stems = {path.relative_to(images).with_suffix("").as_posix() for path in list_images(images)}
-    mask_stems = {path.relative_to(masks).with_suffix("").as_posix() for path in list_images(masks)}
-    for missing, where in ((image_stems - mask_stems, masks), (mask_stems - image_stems, images)):
-        if missing:
-            shown = ", ".join(sorted(missing)[:10])
-            raise DatasetError(f"{len(missing)} file(s) have no partner in {where}: {shown}")
+def scan_folder(folder: Path, paths: list[Path], expect_color: bool, bar: tqdm, problems: list[str]) -> FolderScan:
+    """Read every image of ``folder`` as training does; each bad file becomes one line of ``problems``."""
+    scan = FolderScan(folder, paths)
+    is_mask = folder.name.endswith("_GT")
+    for path in paths:
+        bar.update()
+        try:
+            array = read_array(path)
+            # The checks training applies after reading (values that are not numbers, for instance).
+            if is_mask:
+                mask_values_from_array(array, path)
+            else:
+                image_from_array(array, 3 if expect_color else 1, path)
+        except ImageReadError as error:
+            problems.append(str(error))
+            continue
+        scan.sizes[path] = (array.shape[1], array.shape[0])
+        scan.channels[path] = 1 if array.ndim == 2 else array.shape[2]
+    summary = scan.summary()
+    if summary is None:
+        return scan
+    for path, size in scan.sizes.items():
+        if size != summary.size and not is_mask:  # a mask is held to the size of its image (check_masks)
+            problems.append(
+                f"{path} is {format_size(size)}, but most images of {folder} are {format_size(summary.size)}: "
+                "the folder mixes image sizes, and every crop of a dataset must have one size"
+            )
+    for path, channels in scan.channels.items():
+        if expect_color and channels not in (3, 4):
+            problems.append(f"{path} is gray; domain B must be color H&E tiles")
+        elif not expect_color and channels != 1:
+            kind = "masks" if is_mask else "images"
+            problems.append(f"{path} is color ({channels} channels); domain A {kind} must be gray")
+    return scan
+
+
+def check_masks(images: FolderScan, masks: FolderScan, problems: list[str]) -> None:
+    """Every image has one mask of the same name (relative path without extension) and size, and every
+    mask an image: masks pair with images by name, as training pairs them."""
+    image_names = _by_name(images, problems)
+    mask_names = _by_name(masks, problems)
+    for name, image in image_names.items():
+        mask = mask_names.get(name)
+        if mask is None:
+            problems.append(f"{image} has no mask in {masks.folder} (a mask of the same name is needed)")
+        elif image in images.sizes and mask in masks.sizes and images.sizes[image] != masks.sizes[mask]:
+            problems.append(
+                f"mask {mask} is {format_size(masks.sizes[mask])} but its image {image} is "
+                f"{format_size(images.sizes[image])}; a mask must have exactly the size of its image"
+            )
+    problems.extend(
+        f"{mask} has no image in {images.folder} (rename it to match its image, or remove it)"
+        for name, mask in mask_names.items()
+        if name not in image_names
+    )
+
+
+def _by_name(scan: FolderScan, problems: list[str]) -> dict[str, Path]:
+    """The files of ``scan`` by pairing name; two files of one name (``x.png``, ``x.tif``) are a problem."""
+    named: dict[str, Path] = {}
+    for path in scan.paths:
+        name = path.relative_to(scan.folder).with_suffix("").as_posix()
+        if name in named:
+            problems.append(f"{path} and {named[name]} share a name; masks pair with images by name, so rename one")
+        named.setdefault(name, path)
+    return named
 
 
 def folders_of(a_root: Path, b_root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -92,27 +150,43 @@ def folders_of(a_root: Path, b_root: Path) -> tuple[tuple[str, ...], tuple[str, 
 
 
 def check_dataroot(a_root: Path, b_root: Path) -> list[FolderSummary]:
-    """Verify the A folders under ``a_root`` and the B folders under ``b_root``; one summary per folder."""
+    """Read every image of the A folders under ``a_root`` and the B folders under ``b_root``; one summary
+    per folder, or a :class:`DatasetError` listing every bad file and layout problem, each with its reason.
+
+    Every problem is collected before anything is reported: a bad file deep in a large dataset would
+    otherwise stop training mid-epoch, one file per run.
+    """
     a_folders, b_folders = folders_of(a_root, b_root)
+    problems: list[str] = []
     if "valA" in a_folders and "valA_GT" not in a_folders:
-        raise DatasetError(f"{a_root / 'valA'} has no masks: {a_root / 'valA_GT'} is missing")
-    summaries = [check_folder(a_root / name, expect_color=False) for name in a_folders]
-    summaries += [check_folder(b_root / name, expect_color=True) for name in b_folders]
-    by_name = {summary.name: summary for summary in summaries}
-    if not ({"valA", "valB"} <= set(by_name)):
+        problems.append(f"{a_root / 'valA'} has no masks: {a_root / 'valA_GT'} is missing")
+    folders = [(a_root / name, False) for name in a_folders] + [(b_root / name, True) for name in b_folders]
+    listings = {folder: list_images(folder) if folder.is_dir() else [] for folder, _ in folders}
+    problems += [
+        f"{folder} is missing or holds no images; prepare that side first"
+        for folder, paths in listings.items()
+        if not paths
+    ]
+    scans: dict[str, FolderScan] = {}
+    total = sum(map(len, listings.values()))
+    with progress_bar(total=total, desc="checking images", unit="image", leave=False) as bar:
+        for folder, expect_color in folders:
+            scans[folder.name] = scan_folder(folder, listings[folder], expect_color, bar, problems)
+    if not ({"valA", "valB"} <= set(scans)):
         logger.warning(
             "no complete validation split (valA, valA_GT and valB): Stain_Evaluation will have to choose the epoch "
             "on the test split; prepare both sides again with the current scripts"
         )
     for images, masks in MASK_FOLDERS.items():
-        if images not in by_name:
-            continue
-        check_masks(a_root / images, a_root / masks)
-        if by_name[images].size != by_name[masks].size:
-            raise DatasetError(
-                f"{a_root / images} holds {format_size(by_name[images].size)} images but "
-                f"{a_root / masks} {format_size(by_name[masks].size)} masks"
-            )
+        if images in scans and masks in scans and scans[images].paths and scans[masks].paths:
+            check_masks(scans[images], scans[masks], problems)
+    if problems:
+        listing = "".join(f"\n  {problem}" for problem in problems)
+        raise DatasetError(
+            f"{len(problems)} problem(s) in the dataset ({total} images read); fix or remove these files, then "
+            f"check again:{listing}"
+        )
+    summaries = [summary for scan in scans.values() if (summary := scan.summary()) is not None]
     sizes = {summary.size for summary in summaries}
     if len(sizes) > 1:
         logger.warning(

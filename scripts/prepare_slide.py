@@ -39,11 +39,11 @@ from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
-from data.image_io import MAX_PIXELS, image_from_array, read_array, write_image
+from data.image_io import MAX_PIXELS, image_from_array, pixel_limit, read_array, write_image
 from data.preparation import grid_boxes, seeded_split, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, nonnegative_int, positive_float, positive_int
 from util.cli import run_script
-from util.errors import DatasetError, ImageReadError, OptionError
+from util.errors import DatasetError, ImageReadError, ImageTooLargeError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -199,13 +199,13 @@ class PlainImageReader(SlideReader):
         self.format = f"plain image ({self.path.suffix.lower().lstrip('.') or 'no extension'})"
         try:
             array = read_array(self.path, max_pixels=max_pixels)
+        except ImageTooLargeError as error:
+            raise DatasetError(
+                f"{error}. A plain image is read whole into memory: if it is real, raise --max_megapixels "
+                f"(now {max_pixels / 1e6:g}; 0: no limit), or convert it to a tiled pyramidal TIFF, which is "
+                "read tile by tile"
+            ) from error
         except ImageReadError as error:
-            if max_pixels is not None and f"pixels, more than {max_pixels}" in str(error):
-                raise DatasetError(
-                    f"{error}. A plain image is read whole into memory: if it is real, raise --max_megapixels "
-                    f"(now {max_pixels / 1e6:g}; 0: no limit), or convert it to a tiled pyramidal TIFF, which is "
-                    "read tile by tile"
-                ) from error
             raise DatasetError(
                 f"{self.path} is neither a whole-slide image that OpenSlide can open nor a readable PNG, JPEG or "
                 f"TIFF ({error}); check the file, or convert it to a tiled pyramidal TIFF"
@@ -248,13 +248,6 @@ def _as_rgb8(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 4:
         return rgba_to_rgb(array)
     return np.round(image_from_array(array, 3, path) * 255.0).astype(np.uint8)
-
-
-def pixel_limit(megapixels: float | None) -> int | None:
-    """``--max_megapixels`` as the reader's ``max_pixels``: the project's limit if not given, None for 0."""
-    if megapixels is None:
-        return MAX_PIXELS
-    return None if megapixels == 0 else max(1, round(megapixels * 1_000_000))
 
 
 def open_slide(path: Path, max_pixels: int | None = MAX_PIXELS) -> SlideReader:

@@ -150,8 +150,6 @@ def test_a_decompression_bomb_is_skipped_in_small_memory_and_the_limit_can_be_se
     )
     assert "declares 40x48 pixels, more than 1000" in caplog.text and "(now 0.001; 0: no limit)" in caplog.text
     assert run(trained_experiment, "--input", frame, "--output", str(tmp_path / "any"), "--max_megapixels", "0") == 0
-    assert colorize.pixel_limit(0) is None and colorize.pixel_limit(None) == MAX_PIXELS
-    assert colorize.pixel_limit(2.5) == 2_500_000
 
 
 def test_output_names_are_planned_once_and_never_collide() -> None:

@@ -23,6 +23,10 @@ class ImageReadError(DatasetError):
     """An image file that cannot be decoded or has an unsupported pixel layout."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image whose header declares more pixels than the reader's limit (a corrupt header, or a real mosaic)."""
+
+
 class CheckpointError(CellCycleGANError):
     """A checkpoint that is missing, incomplete or made for another architecture."""
 

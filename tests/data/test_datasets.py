@@ -1,5 +1,6 @@
 """The dataset factory, the unaligned and single datasets, and the sampler, on real demo crops."""
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from data import create_dataloader, create_dataset, dataset_names, find_dataset_class
 from data.sampler import EpochSampler
 from tests.helpers import dataset_options as options
+from util.cli import run_script
 from util.errors import DatasetError, ImageReadError, OptionError
 
 
@@ -94,6 +96,44 @@ def test_corrupt_image_error_names_the_file(small_root: Path, tmp_path: Path) ->
     dataset = create_dataset(options(tmp_path))
     with pytest.raises(ImageReadError, match=r"aaa_broken\.png"):
         dataset[0]
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["read_in_a_worker", "cache"])
+def test_a_bad_image_deep_in_the_data_stops_with_one_line_that_tells_how_to_find_them_all(
+    demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, cache: bool
+) -> None:
+    """A truncated crop met mid-epoch in a loader worker (or while caching) ends the run with one ERROR line
+    naming it and the command that lists every bad file; no traceback."""
+    for folder in ("trainA", "trainB"):
+        shutil.copytree(demo_root / folder, tmp_path / folder)
+    last = sorted((tmp_path / "trainB").glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes()[:-12])  # without its IEND chunk: Pillow alone loads it
+    extra = ["--cache"] if cache else ["--num_threads", "1"]
+    opt = options(tmp_path, "--serial_batches", "--batch_size", "4", "--crop_size", "32", *extra)
+
+    def one_epoch() -> None:
+        loader, _ = create_dataloader(create_dataset(opt), opt, torch.device("cpu"))
+        for _ in loader:
+            pass
+
+    assert run_script(one_epoch) == 1
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert errors == [
+        f"cannot read image {last}: the PNG file ends at byte {last.stat().st_size} without its closing IEND "
+        "chunk. The file is truncated or corrupt; replace it or remove it from the folder. Find every bad file "
+        f"at once with: python scripts/make_dataset.py --check {tmp_path}"
+    ]
+    assert "Traceback" not in caplog.text
+
+
+def test_a_plain_folder_of_images_gets_no_dataroot_check_hint(demo_root: Path, tmp_path: Path) -> None:
+    shutil.copy(sorted((demo_root / "testA").iterdir())[0], tmp_path / "frame.png")
+    (tmp_path / "frame_cut.png").write_bytes((tmp_path / "frame.png").read_bytes()[:-12])
+    opt = options(tmp_path)
+    opt.dataset_mode, opt.phase, opt.preprocess = "single", "test", "none"
+    with pytest.raises(ImageReadError) as caught:
+        create_dataset(opt)[1]
+    assert str(caught.value).endswith("replace it or remove it from the folder.")
 
 
 def test_sampler_is_a_reproducible_permutation_per_epoch() -> None:

@@ -7,8 +7,10 @@ import tifffile
 from PIL import Image
 
 from data.image_io import (
+    MAX_PIXELS,
     list_images,
     page_count,
+    pixel_limit,
     read_array,
     read_image,
     read_mask_values,
@@ -212,3 +214,7 @@ def test_a_tiff_declaring_more_samples_than_an_image_has_is_refused(tmp_path: Pa
     )
     with pytest.raises(ImageReadError, match=r"bands\.tif declares 6 samples per pixel"):
         read_array(tmp_path / "bands.tif")
+
+
+def test_the_pixel_limit_flag_means_the_default_a_number_of_megapixels_or_none() -> None:
+    assert pixel_limit(None) == MAX_PIXELS and pixel_limit(0) is None and pixel_limit(2.5) == 2_500_000

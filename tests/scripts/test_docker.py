@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,19 +27,84 @@ DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
 
 
 def test_run_script_builds_and_runs_with_gpus_shared_memory_limits_and_the_project_mounted() -> None:
-    environment = {**os.environ, "DRY_RUN": "1", "JUPYTER_TOKEN": "secret"}
-    lines = subprocess.run(
+    environment = {**os.environ, "DRY_RUN": "1", "JUPYTER_TOKEN": "secret-in-dry-run"}
+    output = subprocess.run(
         ["bash", str(RUN_SCRIPT), "python", "train.py", "--help"], env=environment, capture_output=True, text=True,
         check=True,
-    ).stdout.splitlines()  # fmt: skip
+    ).stdout  # fmt: skip
+    lines = output.splitlines()
     assert lines[0].split() == ["docker", "build", "--tag", "cell-cyclegan", str(REPO_ROOT)]
     run = lines[1]
     for part in (
         "--gpus all", "--shm-size 16g", "--ulimit memlock=-1", "--ulimit stack=67108864",
-        "--publish 127.0.0.1:8888:8888", "--env JUPYTER_TOKEN=secret", f"--volume {REPO_ROOT}:/workspace/cell-cyclegan",
+        "--publish 127.0.0.1:8888:8888", "--env JUPYTER_TOKEN_FILE=/run/secrets/jupyter_token",
+        f"--volume {REPO_ROOT}:/workspace/cell-cyclegan",
     ):  # fmt: skip
         assert part in run, part
     assert run.split()[-4:] == ["cell-cyclegan", "python", "train.py", "--help"]
+    assert "secret-in-dry-run" not in output
+
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+# Records what docker would be given: its arguments, its own environment, every command line on the
+# machine while "the container runs" (ps), and the token file mounted into the container.
+set -euo pipefail
+{ echo "--- call"; printf '%s\n' "$@"; } >> "${RECORD}/arguments"
+if [[ "$1" == run ]]; then
+    env > "${RECORD}/environment"
+    ps -eo args > "${RECORD}/ps"
+    for argument in "$@"; do
+        if [[ "${argument}" == *:/run/secrets/jupyter_token:ro ]]; then
+            file="${argument%:/run/secrets/jupyter_token:ro}"
+            echo "${file}" > "${RECORD}/secret_path"
+            stat -c '%a' "${file}" "$(dirname "${file}")" > "${RECORD}/modes"
+            cat "${file}" > "${RECORD}/secret"
+        fi
+    done
+fi
+"""
+
+
+def run_with_fake_docker(tmp_path: Path, **settings: str) -> Path:
+    """Run scripts/docker_run.sh for real with a recording ``docker`` first on PATH; the record's folder."""
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(0o755)
+    record = tmp_path / "record"
+    record.mkdir()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTER_")}
+    environment.update(PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}", RECORD=str(record), **settings)
+    subprocess.run(["bash", str(RUN_SCRIPT)], env=environment, check=True, capture_output=True, timeout=60)
+    return record
+
+
+def test_a_chosen_token_reaches_the_container_as_a_private_file_never_on_a_command_line(tmp_path: Path) -> None:
+    token = f"token-{secrets.token_hex(12)}"
+    record = run_with_fake_docker(tmp_path, JUPYTER_TOKEN=token)
+    arguments = (record / "arguments").read_text()
+    assert "--env\nJUPYTER_TOKEN_FILE=/run/secrets/jupyter_token\n" in arguments
+    # Not in docker's arguments (what docker inspect shows as the container's environment), not on any command
+    # line while the container ran (ps), not in the environment of the docker client.
+    for seen in ("arguments", "ps", "environment"):
+        assert token not in (record / seen).read_text(), seen
+    assert (record / "secret").read_text() == f"{token}\n"
+    assert (record / "modes").read_text().split() == ["600", "700"]  # the file and its folder: the user's only
+    assert not Path((record / "secret_path").read_text().strip()).exists()  # removed when the container stopped
+
+
+def test_a_token_file_is_mounted_read_only_as_it_is(tmp_path: Path) -> None:
+    token_file = tmp_path / "my_token"
+    token_file.write_text("from-my-file\n")
+    token_file.chmod(0o600)
+    record = run_with_fake_docker(tmp_path, JUPYTER_TOKEN_FILE=str(token_file))
+    assert (record / "secret_path").read_text().strip() == str(token_file)
+    assert "from-my-file" not in (record / "arguments").read_text() and token_file.exists()
+
+
+def test_without_a_token_none_is_passed_and_the_container_makes_one(tmp_path: Path) -> None:
+    arguments = (run_with_fake_docker(tmp_path) / "arguments").read_text()
+    assert "JUPYTER_TOKEN" not in arguments.replace("--env\nJUPYTER_PORT", "") and "/run/secrets" not in arguments
 
 
 def test_dockerfile_keeps_the_containers_torch_and_installs_everything_else() -> None:
@@ -70,14 +136,18 @@ def status(url: str) -> int:
         return error.code
 
 
-@pytest.mark.parametrize("given_token", ["", "my-own-token"])
-def test_jupyter_never_starts_without_a_token(given_token: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["generated", "environment", "file"])
+def test_jupyter_never_starts_without_a_token(given: str, tmp_path: Path) -> None:
     port = free_port()
+    given_token = "" if given == "generated" else f"my-own-token-{secrets.token_hex(8)}"
     environment = {
         **os.environ, "JUPYTER_TOKEN": given_token, "JUPYTER_INTERNAL_PORT": str(port), "JUPYTER_PORT": str(port),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
     }  # fmt: skip
+    if given == "file":  # as scripts/docker_run.sh mounts it
+        (tmp_path / "secret").write_text(f"{given_token}\n")
+        environment.update(JUPYTER_TOKEN="", JUPYTER_TOKEN_FILE=str(tmp_path / "secret"))
     log = tmp_path / "jupyter.log"
     with open(log, "w") as output:
         server = subprocess.Popen(
@@ -97,6 +167,11 @@ def test_jupyter_never_starts_without_a_token(given_token: str, tmp_path: Path) 
         assert status(f"http://127.0.0.1:{port}/api/contents") == 403  # no token: refused
         assert status(f"http://127.0.0.1:{port}/api/contents?token=wrong") == 403
         assert status(f"http://127.0.0.1:{port}/api/contents?token={token}") == 200
+        # The server (bash exec'd into it) holds the token in neither its command line nor its environment.
+        for seen in ("cmdline", "environ"):
+            assert token.encode() not in Path(f"/proc/{server.pid}/{seen}").read_bytes(), seen
+        if given != "generated":
+            assert token not in log.read_text()  # a token of one's own is not printed
     finally:
         server.terminate()
         server.wait(timeout=30)

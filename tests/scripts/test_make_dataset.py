@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from data.image_io import write_image
+from data.image_io import list_images, write_image
 from scripts.make_dataset import main
 
 
@@ -66,7 +67,8 @@ def test_a_missing_mask_is_listed_and_nothing_is_written(
     missing = sorted((a_side / "testA_GT").iterdir())[0]
     missing.unlink()
     assert main(["--a_side", str(a_side), "--b_side", str(b_side), "--output", str(tmp_path / "out")]) == 1
-    assert f"1 file(s) have no partner in {a_side / 'testA_GT'}: {missing.stem}" in caplog.text
+    image = next((a_side / "testA").glob(f"{missing.stem}.*"))
+    assert f"{image} has no mask in {a_side / 'testA_GT'}" in caplog.text
     assert not (tmp_path / "out").exists()
 
 
@@ -79,7 +81,8 @@ def test_wrong_colours_and_mixed_sizes_are_refused(
     assert "trainA is missing or holds no images" in caplog.text
     arguments = ["--a_side", str(a_side), "--b_side", str(b_side), "--output", str(tmp_path / "out")]
     assert main(arguments) == 1
-    assert "mixes image sizes" not in caplog.text and "holds gray images; domain B must be colour" in caplog.text
+    assert "mixes image sizes" not in caplog.text
+    assert f"{b_side / 'testB' / 'gray.png'} is gray; domain B must be color H&E tiles" in caplog.text
     (b_side / "testB" / "gray.png").unlink()
     write_image(a_side / "trainA" / "small.png", np.zeros((64, 64), np.uint8))
     assert main(arguments) == 1
@@ -97,3 +100,31 @@ def test_an_output_that_holds_data_is_refused(
     assert main([*arguments, "--overwrite"]) == 0 and not (tmp_path / "out" / "old.png").exists()
     with pytest.raises(SystemExit):
         main(["--a_side", str(a_side)])
+
+
+def test_check_reads_every_image_and_lists_every_bad_file_in_one_summary(
+    demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file cut short deep inside trainB and a mask of the wrong size: both listed with their reasons, exit 1."""
+    root = copy_side(demo_root, tmp_path / "root", tuple(path.name for path in demo_root.iterdir() if path.is_dir()))
+    assert main(["--check", str(root)]) == 0  # the clean demo dataroot passes
+    assert "trainA_GT" in capsys.readouterr().out and "ERROR" not in caplog.text
+    images = list_images(root)
+    corrupt = sorted((root / "trainB").glob("*.png"))[-1]  # the last one read of its folder
+    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])
+    mask = sorted((root / "valA_GT").glob("*.png"))[2]
+    write_image(mask, np.zeros((64, 64), np.uint8))
+    caplog.clear()
+    assert main(["--check", str(root)]) == 1
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and "Traceback" not in caplog.text  # one summary, no traceback
+    summary = errors[0].splitlines()
+    assert summary[0] == (
+        f"2 problem(s) in the dataset ({len(images)} images read); fix or remove these files, then check again:"
+    )
+    corrupt_line, mask_line = sorted(line.strip() for line in summary[1:])
+    assert corrupt_line.startswith(f"cannot read image {corrupt}: the PNG file ends at byte ")
+    image = root / "valA" / mask.name
+    assert mask_line == (
+        f"mask {mask} is 64x64 but its image {image} is 128x128; a mask must have exactly the size of its image"
+    )

@@ -19,7 +19,7 @@ from PIL import Image
 
 from data.image_io import MAX_PIXELS, read_array, write_image
 from scripts import prepare_slide as module
-from scripts.prepare_slide import choose_sampling, main, open_slide, pixel_limit, tissue_mask
+from scripts.prepare_slide import choose_sampling, main, open_slide, tissue_mask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HE = REPO_ROOT / "datasets" / "sources" / "he_tcia" / "he.jpg"
@@ -322,4 +322,3 @@ def test_max_megapixels_sets_or_lifts_the_limit_of_plain_images(
     assert not (tmp_path / "low").exists()
     assert main([str(HE), "--output", str(tmp_path / "any"), "--size", "64", "--max_megapixels", "0"]) == 0
     assert len(manifest(tmp_path / "any")) == 28
-    assert pixel_limit(None) == MAX_PIXELS and pixel_limit(0) is None and pixel_limit(0.2) == 200_000

@@ -10,7 +10,7 @@ import torch
 
 import train
 from scripts.make_demo_dataset import FOLDERS, build_demo_dataset
-from tests.helpers import train_arguments
+from tests.helpers import can_mount_tmpfs, train_arguments
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,7 +47,10 @@ def trained_experiment(small_root: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Docker, network and distributed tests are slow too: ``-m "not slow"`` leaves them all out."""
+    """Docker, network, distributed and small-disk tests are slow too: ``-m "not slow"`` leaves them all out.
+    Small-disk tests are skipped where no tmpfs can be mounted (some CI containers forbid user namespaces)."""
     for item in items:
-        if any(item.get_closest_marker(name) for name in ("docker", "network", "distributed")):
+        if any(item.get_closest_marker(name) for name in ("docker", "network", "distributed", "small_disk")):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("small_disk") and not can_mount_tmpfs():
+            item.add_marker(pytest.mark.skip(reason="this machine cannot mount a tmpfs in a user namespace"))

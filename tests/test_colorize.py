@@ -17,7 +17,7 @@ import tifffile
 
 import colorize
 from data.image_io import MAX_PIXELS, read_array, write_image
-from tests.helpers import can_mount_tmpfs, run_on_small_disk
+from tests.helpers import run_on_small_disk
 
 SOURCE = Path(__file__).resolve().parents[1] / "datasets" / "sources" / "fluo_nuclei_dsb2018" / "image.tif"
 
@@ -276,7 +276,7 @@ def test_an_output_under_a_file_is_refused_before_the_model_is_loaded(
     ]
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_read_only_output_is_one_line_for_real(trained_experiment: tuple[Path, str], tmp_path: Path) -> None:
     mount = tmp_path / "ro"
     script = command_line(trained_experiment, "--input", SOURCE, "--output", mount / "out")
@@ -289,7 +289,7 @@ def test_a_read_only_output_is_one_line_for_real(trained_experiment: tuple[Path,
     )
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_disk_that_fills_up_ends_the_run_in_one_line_keeping_what_was_written(
     trained_experiment: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 import test as test_driver
 from models import checkpoint
 from models.networks import define_generator
-from tests.helpers import can_mount_tmpfs, run_on_small_disk
+from tests.helpers import run_on_small_disk
 
 
 def run(checkpoints: Path, name: str, results: Path, *extra: str) -> int:
@@ -156,7 +156,7 @@ def test_a_results_dir_under_a_file_is_refused_before_any_work(
     )
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_half_moved_save_on_a_read_only_folder_is_refused_not_read(
     trained_experiment: tuple[Path, str], tmp_path: Path
 ) -> None:

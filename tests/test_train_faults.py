@@ -17,10 +17,8 @@ import pytest
 import torch
 
 import train
-from tests.helpers import REPO_ROOT, can_mount_tmpfs, run_on_small_disk, train_arguments
+from tests.helpers import REPO_ROOT, run_on_small_disk, train_arguments
 from util.lock import LOCK_FILE
-
-needs_tmpfs = pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
 
 
 def command(arguments: list[str]) -> str:
@@ -36,7 +34,7 @@ def epoch_of(path: Path) -> int:
     return torch.load(path, weights_only=True)["epoch"]
 
 
-@needs_tmpfs
+@pytest.mark.small_disk
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_last_checkpoint_survives(
     small_root: Path, tmp_path: Path
 ) -> None:
@@ -60,7 +58,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_last_checkpoint_survive
     assert json.loads((experiment / "train_opt.json").read_text())["n_epochs"] == 2
 
 
-@needs_tmpfs
+@pytest.mark.small_disk
 def test_a_full_disk_at_the_training_page_is_one_line_after_the_checkpoint_is_saved(
     small_root: Path, tmp_path: Path
 ) -> None:
@@ -93,7 +91,7 @@ def test_a_checkpoints_dir_under_a_file_is_refused_before_any_work(
     )
 
 
-@needs_tmpfs
+@pytest.mark.small_disk
 def test_a_read_only_checkpoints_dir_is_refused_before_any_work(small_root: Path, tmp_path: Path) -> None:
     disk = tmp_path / "read_only"
     finished = run_on_small_disk(disk, command(train_arguments(small_root, disk, "x")), read_only=True)

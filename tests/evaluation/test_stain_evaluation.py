@@ -17,7 +17,7 @@ from data.image_io import read_array, write_image
 from evaluation import Stain_Evaluation as stain_evaluation
 from evaluation.baselines import real_tiles_ignoring_input
 from evaluation.scoring import REAL_TILES
-from tests.helpers import can_mount_tmpfs, demo_arrays, run_on_small_disk
+from tests.helpers import demo_arrays, run_on_small_disk
 from util.stain import estimate_stain_model
 
 Colorizer = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
@@ -422,7 +422,7 @@ def test_an_out_folder_under_a_file_is_refused_before_any_scoring(
     assert (tmp_path / "file").read_text() == "kept"
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_read_only_out_folder_is_refused_in_one_line(four_epochs: Path, demo_root: Path, tmp_path: Path) -> None:
     mount = tmp_path / "ro"
     command = (
@@ -466,7 +466,7 @@ def test_a_failed_write_after_scoring_is_one_line_and_keeps_what_was_written(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_full_disk_after_scoring_keeps_the_tables_written(
     four_epochs: Path, demo_root: Path, evaluated: Path, tmp_path: Path
 ) -> None:

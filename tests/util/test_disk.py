@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import can_mount_tmpfs, run_on_small_disk
+from tests.helpers import run_on_small_disk
 from util.disk import require_writable_folder, writing
 from util.errors import OutputError
 
@@ -38,7 +38,7 @@ def test_writing_names_what_and_what_was_kept() -> None:
         raise ValueError("a bug stays a bug")
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="this machine cannot mount a tmpfs in a user namespace")
+@pytest.mark.small_disk
 def test_a_read_only_file_system_is_refused_for_real(tmp_path: Path) -> None:
     script = (
         "from util.disk import require_writable_folder\n"

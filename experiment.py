@@ -161,15 +161,13 @@ class Experiment:
         the move is finished here, as training would. Without the commit list the files in place
         are a consistent set and are read as they are.
         """
-        staging = self.directory / checkpoint.STAGING_FOLDER
-        if not (staging / checkpoint.COMMIT_LIST).is_file():
-            return
-        if is_locked(self.directory):
-            deadline = time.monotonic() + wait_seconds
-            while staging.is_dir() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if staging.is_dir():
+        commit_list = self.directory / checkpoint.STAGING_FOLDER / checkpoint.COMMIT_LIST
+        deadline = time.monotonic() + wait_seconds
+        while commit_list.is_file() and is_locked(self.directory):  # a running training is moving files
+            if time.monotonic() >= deadline:
                 raise BusyError(f"the training running in {self.directory} is still saving a checkpoint; try again")
+            time.sleep(0.1)
+        if not commit_list.is_file():
             return
         try:
             with exclusive_lock(self.directory, f"experiment {self.name!r}", "try again once it is done"):

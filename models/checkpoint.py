@@ -119,9 +119,14 @@ def save_together(directory: Path, payloads: dict[str, dict[str, Any]]) -> None:
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         remedy = "Free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "Fix that"
+        if any(directory.glob("*_net_*.pth")):
+            kept = (
+                f"Nothing was replaced: the previous checkpoint is intact. {remedy}, then resume with --continue_train."
+            )
+        else:
+            kept = f"No epoch has been saved yet. {remedy}, then start the training again."
         raise CheckpointError(
-            f"cannot save checkpoint files in {directory}: {describe_os_error(error)}. Nothing was replaced: the "
-            f"previous checkpoint is intact. {remedy}, then resume with --continue_train."
+            f"cannot save checkpoint files in {directory}: {describe_os_error(error)}. {kept}"
         ) from error
     _move_committed(staging, directory)
 

@@ -68,9 +68,11 @@ class Generator(nn.Module):
         height, width = images.shape[-2:]
         pad_bottom = max(-height % self.size_multiple, self.minimum_size - height)
         pad_right = max(-width % self.size_multiple, self.minimum_size - width)
-        # No shortcut for sizes that need no padding: one branch-free path exports (ONNX) for every size.
-        reflect = pad_bottom < height and pad_right < width
-        padded = F.pad(images, (0, pad_right, 0, pad_bottom), mode="reflect" if reflect else "replicate")
+        # Reflect as far as the image allows, replicate the rest. No branch on the size, and no shortcut
+        # for sizes that need no padding: one path exports (ONNX) and runs for every size.
+        reflect_bottom, reflect_right = min(pad_bottom, height - 1), min(pad_right, width - 1)
+        padded = F.pad(images, (0, reflect_right, 0, reflect_bottom), mode="reflect")
+        padded = F.pad(padded, (0, pad_right - reflect_right, 0, pad_bottom - reflect_bottom), mode="replicate")
         return self.run_body(padded)[..., :height, :width]
 
     def run_body(self, images: torch.Tensor) -> torch.Tensor:

@@ -95,12 +95,14 @@ def export_metadata(experiment: Experiment, label: str, network_name: str, archi
 
 
 def check_inputs(channels: int, size_multiple: int) -> list[torch.Tensor]:
-    """Inputs the export is traced with and checked on: a training-sized crop, then an odd size that needs padding."""
+    """Inputs the export is traced with and checked on: a training-sized crop, an odd size that needs padding,
+    and an image smaller than the network's smallest working size (padded by replication)."""
     generator = torch.Generator().manual_seed(0)
     side = max(128, 2 * size_multiple)
     return [
         torch.rand(1, channels, side, side, generator=generator) * 2 - 1,
         torch.rand(2, channels, side + size_multiple // 2 + 1, side + 3, generator=generator) * 2 - 1,
+        torch.rand(1, channels, 3, 5, generator=generator) * 2 - 1,
     ]
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from experiment import SELECTION_FILE, Experiment
+from models import checkpoint
+from tests.helpers import REPO_ROOT
 from util.errors import BusyError, CheckpointError
 from util.lock import LOCK_FILE, is_locked
 
@@ -44,3 +50,32 @@ def test_the_lock_refuses_a_second_holder_naming_the_first_and_is_free_after(tmp
     assert not is_locked(experiment.directory)
     with experiment.lock():  # free again
         pass
+
+
+def test_a_reader_finishes_a_save_whose_training_died_while_it_waited(tmp_path: Path) -> None:
+    experiment = Experiment(tmp_path, "run")
+    staging = experiment.directory / checkpoint.STAGING_FOLDER
+    staging.mkdir(parents=True)
+    (staging / "latest_net_G_A.pth").write_bytes(b"new weights")
+    (staging / checkpoint.COMMIT_LIST).write_text("latest_net_G_A.pth\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK.format(folder=str(experiment.directory))],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "locked"
+    killer = threading.Timer(1.0, holder.kill)  # the training dies in the middle of moving its files
+    killer.start()
+    started = time.monotonic()
+    experiment.settle_interrupted_save(wait_seconds=30)
+    holder.wait()
+    assert time.monotonic() - started < 10  # not the whole wait: the lock ended with its holder
+    assert (experiment.directory / "latest_net_G_A.pth").read_bytes() == b"new weights" and not staging.exists()
+
+
+HOLD_THE_LOCK = """
+import time
+from util.lock import exclusive_lock
+with exclusive_lock({folder!r}, "experiment", "wait"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""

@@ -108,8 +108,9 @@ def test_a_second_training_of_a_running_experiment_is_refused_and_a_killed_ones_
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     arguments = train_arguments(small_root, checkpoints, "busy", "--n_epochs", "200", "--n_epochs_decay", "0")
+    # With loader worker processes: forked, they inherit the lock file, and must not hold it after a kill -9.
     first = subprocess.Popen(
-        [sys.executable, "train.py", *arguments], cwd=REPO_ROOT, stderr=subprocess.DEVNULL,
+        [sys.executable, "train.py", *arguments, "--num_threads", "2"], cwd=REPO_ROOT, stderr=subprocess.DEVNULL,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     try:

@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - Windows
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+#: How long a process waiting for the lock tries before it names the holder.
+PATIENCE_SECONDS = 1.0
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -56,13 +58,14 @@ def exclusive_lock(folder: str | os.PathLike, what: str, remedy: str) -> Iterato
         if fcntl is None:  # pragma: no cover - Windows
             yield
             return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
+        if not _try_lock(handle, fcntl.LOCK_EX, patience=PATIENCE_SECONDS):
             raise BusyError(
                 f"{what} is in use by {describe_holder(read_holder(handle))}, whose lock is {path}; "
                 f"wait for it to finish or stop it, or {remedy}"
-            ) from error
+            )
+        # Forked children (DataLoader workers) inherit the open file, and a flock lasts until every copy
+        # is closed: without this, workers orphaned by a kill -9 would hold the experiment a while longer.
+        os.register_at_fork(after_in_child=handle.close)
         previous = read_holder(handle)
         if previous:
             logger.warning(
@@ -74,7 +77,10 @@ def exclusive_lock(folder: str | os.PathLike, what: str, remedy: str) -> Iterato
         try:
             yield
         finally:
-            handle.truncate(0)  # released cleanly: the next holder has nothing to report
+            # Released cleanly: the next holder has nothing to report. On a file system that has just
+            # turned read-only this fails, and must not replace the error that is on its way out.
+            with contextlib.suppress(OSError):
+                handle.truncate(0)
 
 
 def is_locked(folder: str | os.PathLike) -> bool:
@@ -84,12 +90,26 @@ def is_locked(folder: str | os.PathLike) -> bool:
         return False
     try:
         with open(path, encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+            return not _try_lock(handle, fcntl.LOCK_SH, patience=0.0)
     except OSError:
         return False
-    return False
+
+
+def _try_lock(handle: IO[str], kind: int, patience: float) -> bool:
+    """Take a flock of ``kind`` on ``handle``, trying for ``patience`` seconds; False if another holds it.
+
+    The patience covers brief holds that are no real holder: :func:`is_locked` in a reader takes a
+    shared lock for an instant.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(handle, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def read_holder(handle: IO[str]) -> dict[str, Any]:

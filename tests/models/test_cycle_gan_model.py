@@ -144,6 +144,22 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_and_says_so(
     assert not (model.save_dir / checkpoint.STAGING_FOLDER).exists()
 
 
+def test_a_full_disk_at_the_first_save_does_not_promise_a_previous_checkpoint(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = make_model(small_root, tmp_path)
+
+    def full_disk(obj: object, handle: BinaryIO) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(
+        CheckpointError, match=r"the disk is full\. No epoch has been saved yet\. Free some space, then start"
+    ):
+        model.save(epoch=1, numbered=True)
+    assert not any(model.save_dir.glob("*.pth"))
+
+
 def test_a_save_interrupted_after_its_commit_is_completed_and_one_before_is_discarded(
     small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

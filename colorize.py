@@ -59,8 +59,8 @@ from data.transforms import gray_to_tensor, normalize, to_uint8_image
 from experiment import Experiment, add_model_arguments
 from models.tiling import TiledColorizer
 from util.arg_types import nonnegative_float, nonnegative_int, positive_int
-from util.cli import run_script
-from util.device import select_device
+from util.cli import HelpFormatter, run_script
+from util.device import configure_compute_threads, select_device
 from util.disk import require_writable_folder, writing
 from util.errors import ImageReadError, ImageTooLargeError, OptionError
 from util.log import setup_logging
@@ -73,9 +73,7 @@ RENAMES_LOGGED = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, help="an image file, a folder, or a glob pattern (quote it)")
     parser.add_argument(
@@ -95,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="instance-norm statistics of the whole image (no seams) or of each tile (as plain tiling)",
     )
     parser.add_argument("--gpu_ids", default="auto", help="auto, -1 for the CPU, or a GPU index")
+    parser.add_argument(
+        "--compute_threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads of PyTorch's operations (default: OMP_NUM_THREADS if set, else the CPUs this process may use)",
+    )
     parser.add_argument("--low_percentile", type=float, default=None, help="override the training stretch")
     parser.add_argument("--high_percentile", type=float, default=None, help="override the training stretch")
     parser.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None, help="override inversion")
@@ -280,6 +284,7 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
     """Colorize every input; return (images written, images or files that failed)."""
     max_pixels = pixel_limit(args.max_megapixels)
     device = select_device(args.gpu_ids)
+    configure_compute_threads(args.compute_threads, loader_workers=0)
     experiment = Experiment(args.checkpoints_dir, args.name)
     label = experiment.chosen_epoch(args.epoch, args.results_dir)
     inputs = find_inputs(args.input, args.output)

@@ -62,9 +62,13 @@ def epoch_order(label: str) -> tuple[int, int, str]:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that pick a trained model: ``--name``, ``--checkpoints_dir``, ``--results_dir``, ``--epoch``."""
     parser.add_argument("--name", required=True, help="experiment name: checkpoints/<name>")
-    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--checkpoints_dir", type=Path, default=Path("checkpoints"), help="where experiments are")
     parser.add_argument("--results_dir", type=Path, default=Path("results"), help="where --epoch best is looked up")
-    parser.add_argument("--epoch", default="latest", help="a saved epoch number, latest, or best")
+    parser.add_argument(
+        "--epoch",
+        default="latest",
+        help="a saved epoch number, 'latest', or 'best' (the epoch Stain_Evaluation.py chose)",
+    )
 
 
 @dataclass(frozen=True)

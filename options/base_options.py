@@ -21,6 +21,7 @@ import models
 from data.transforms import PREPROCESS_MODES
 from models.networks import DISCRIMINATOR_TYPES, GENERATOR_TYPES, INIT_TYPES, NORM_TYPES
 from util.arg_types import nonnegative_int, positive_float, positive_int
+from util.cli import HelpFormatter
 from util.device import parse_gpu_ids
 from util.distributed import context_from_environment
 from util.errors import OptionError
@@ -41,6 +42,8 @@ class BaseOptions:
 
     is_train = False
     description = "Cell CycleGAN"
+    #: What ``--epoch`` means to this driver.
+    epoch_help = "which checkpoint to load: an epoch number or 'latest'"
 
     def __init__(self, saved_options: SavedOptionsReader | None = None) -> None:
         self.saved_options = saved_options
@@ -62,9 +65,7 @@ class BaseOptions:
         experiment.add_argument(
             "--gpu_ids", default="auto", help="'auto' (GPU 0 if present), '-1' for the CPU, or a GPU index"
         )
-        experiment.add_argument(
-            "--epoch", default="latest", help="which checkpoint to load: an epoch number or 'latest'"
-        )
+        experiment.add_argument("--epoch", default="latest", help=self.epoch_help)
         experiment.add_argument("--seed", type=int, default=0, help="seed for weights, data order and augmentation")
         experiment.add_argument(
             "--deterministic", action="store_true", help="deterministic kernels: repeatable runs, a little slower"
@@ -139,6 +140,13 @@ class BaseOptions:
         speed.add_argument(
             "--compile", action="store_true", help="torch.compile the networks (first iterations compile, ~1 min)"
         )
+        speed.add_argument(
+            "--compute_threads",
+            type=positive_int,
+            default=None,
+            help="CPU threads of PyTorch's operations (default: OMP_NUM_THREADS if set, else this process's "
+            "share of the CPUs less the --num_threads loader workers, at least 1)",
+        )
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
         """Defaults taken from a saved run: all of its options here; subclasses choose."""
@@ -174,7 +182,7 @@ class BaseOptions:
         since the model and dataset may add flags or change defaults.
         """
         parser = argparse.ArgumentParser(
-            description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+            description=self.description, formatter_class=HelpFormatter, allow_abbrev=False
         )
         self.initialize(parser)
         # The early passes only find the model and dataset; --help waits for the full parser.

@@ -19,6 +19,7 @@ class TestOptions(BaseOptions):
 
     is_train = False
     description = "Translate test images with a trained model, for one, the latest or every saved epoch."
+    epoch_help = "which checkpoint to test: an epoch number, 'latest', or 'all' (every numbered epoch)"
 
     def initialize(self, parser: argparse.ArgumentParser) -> None:
         super().initialize(parser)

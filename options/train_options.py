@@ -19,6 +19,7 @@ _PER_INVOCATION = {
     "epoch",
     "gpu_ids",
     "num_threads",
+    "compute_threads",
     "verbose",
     "display_id",
     "display_server",
@@ -39,6 +40,7 @@ class TrainOptions(BaseOptions):
 
     is_train = True
     description = "Train an unpaired image-to-image translation model (CycleGAN family)."
+    epoch_help = "the checkpoint --continue_train resumes from: an epoch number or 'latest'"
 
     def initialize(self, parser: argparse.ArgumentParser) -> None:
         super().initialize(parser)

@@ -43,7 +43,7 @@ from evaluation.scoring import METRIC_BY_NAME
 from experiment import SELECTION_FILE
 from util.arg_types import positive_int
 from util.atomic import atomic_path, write_text_atomic
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import CellCycleGANError
 from util.log import setup_logging
 
@@ -94,9 +94,7 @@ class Run:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of every configuration")
     parser.add_argument(
         "--configurations", nargs="+", choices=(*CONFIGURATIONS, "all"), default=["all"], help="which to run"

@@ -2,8 +2,10 @@
 
     python scripts/benchmark.py [--netG resnet_6blocks --ngf 16 --ndf 16] [--gpu_ids -1] [--json results.json]
     python scripts/benchmark.py --amp none bf16 fp16 --channels_last off on --compile off on --no_losses
+    python scripts/benchmark.py --threads auto 1 2 --busy 0 1 --netG resnet_6blocks --ngf 16 --ndf 16 --no_losses
 
-Every combination of ``--amp``, ``--channels_last`` and ``--compile`` values is timed in one run.
+Every combination of ``--amp``, ``--channels_last``, ``--compile``, ``--threads`` and ``--busy``
+values is timed in one run.
 
 Both models run at the same configuration on one fixed batch of real demo crops (data loading
 is not timed): ``set_input`` + ``optimize_parameters`` for training, ``G_A`` under
@@ -14,9 +16,12 @@ shared with another job) does not move the result. A second table times the loss
 :mod:`scripts.reference_losses`, on ``--loss_batch_size`` real crops: ``fake`` = H&E crops,
 ``real`` = other H&E crops, ``gray`` = fluorescence crops, ``mask`` = their nucleus masks.
 
-On a CPU shared with other jobs pass ``--threads 1``: several processes each spinning a
-full set of OpenMP threads on the same cores can slow a step tenfold. Each record keeps the
-load average, and a busy CPU is warned about.
+``--threads`` sets PyTorch's compute threads; ``auto`` is what ``train.py`` chooses with its
+default ``--num_threads`` (its share of the CPUs less the loader workers, see
+:func:`util.device.choose_compute_threads`). ``--busy N`` keeps N other processes spinning on the
+CPU while timing, as another job on a shared machine would: OpenMP threads that outnumber the free
+cores wait on each other at every operation, which can slow a step several-fold. Each record keeps
+the load average, and a CPU already busy before the run is warned about.
 
 Without ``--dataroot`` the bundled ``datasets/demo`` is used, or built into a temporary folder
 if it is missing. Nothing is written to the repository; ``--json`` saves every measurement
@@ -34,6 +39,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +68,8 @@ from scripts.reference_losses import (
 )
 from util.arg_types import nonnegative_int, positive_int
 from util.atomic import write_text_atomic
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
+from util.device import choose_compute_threads
 from util.errors import DatasetError
 from util.log import setup_logging
 from util.reproducibility import seed_everything
@@ -116,6 +123,8 @@ class BenchmarkConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    threads: int = 1
+    busy: int = 0
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -170,7 +179,8 @@ def model_options(config: BenchmarkConfig, model: str, checkpoints: Path, batch_
         "--model", model, "--name", model, "--dataroot", str(config.dataroot), "--checkpoints_dir", str(checkpoints),
         "--gpu_ids", config.gpu_ids, "--num_threads", "0", "--netG", config.netG, "--ngf", str(config.ngf),
         "--ndf", str(config.ndf), "--batch_size", str(batch_size), "--crop_size", str(config.crop_size),
-        "--amp", config.amp, *(["--channels_last"] if config.channels_last else []),
+        "--compute_threads", str(config.threads), "--amp", config.amp,
+        *(["--channels_last"] if config.channels_last else []),
         *(["--compile"] if config.compile else []),
     ]  # fmt: skip
     return TrainOptions().parse(argv)
@@ -234,6 +244,7 @@ def common_fields(config: BenchmarkConfig, device: torch.device) -> dict[str, An
         "device_name": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "busy_processes": config.busy,
         "load_average": load_average(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "crop_size": config.crop_size,
@@ -315,6 +326,22 @@ def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, An
 
 
 # -- the whole run --------------------------------------------------------------------------------
+def busy_processes(count: int) -> ExitStack:
+    """``count`` processes that keep one CPU each busy until the returned stack closes (another job's load)."""
+    stack = ExitStack()
+    for _ in range(count):
+        process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        stack.callback(process.wait)
+        stack.callback(process.kill)
+    return stack
+
+
+def default_threads() -> int:
+    """The compute threads train.py chooses with its default ``--num_threads`` loader workers."""
+    workers = TrainOptions().build_parser(["--dataroot", "."]).get_default("num_threads")
+    return choose_compute_threads(None, workers)[0]
+
+
 def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
     """Every measurement of ``config`` as JSON-ready records: kind "train" per model, kind "loss" per loss.
 
@@ -325,7 +352,7 @@ def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
             f"--dataroot {config.dataroot} does not exist; omit --dataroot to use (or build) the demo dataset"
         )
     load, cores = load_average(), os.cpu_count() or 1
-    if load is not None and load > cores / 2:
+    if load is not None and load > cores / 2 and not config.busy:
         logger.warning(
             "the CPU is busy before the benchmark starts (load %.1f on %d cores): timings will be slow and noisy; "
             "--threads 1 avoids the worst of the thread contention",
@@ -333,7 +360,7 @@ def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
             cores,
         )
     records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="benchmark_") as checkpoints:
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as checkpoints, busy_processes(config.busy):
         for model_name in config.models:
             records.append(time_model(config, model_name, Path(checkpoints)))
             if torch.cuda.is_available():
@@ -373,8 +400,8 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
     if models:
         first = models[0]
         sections.append(
-            f"# {first['device']} ({first['device_name']}), torch {first['torch']}, threads {first['threads']}, "
-            f"load {first['load_average']}; "
+            f"# {first['device']} ({first['device_name']}), torch {first['torch']}, "
+            f"load {first['load_average']} before the first run; "
             f"netG {config.netG}, ngf {config.ngf}, ndf {config.ndf}, batch {config.batch_size}, "
             f"crop {config.crop_size}; median of {config.repeats} x {config.iterations} "
             f"iterations after {config.warmup} warm-up"
@@ -385,6 +412,8 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
                 record["amp"],
                 "on" if record["channels_last"] else "off",
                 "on" if record["compile"] else "off",
+                str(record["threads"]),
+                str(record["busy_processes"]),
                 _number(record["seconds_per_iteration"] * 1000),
                 _number(record["train_images_per_s"]),
                 _number(record["infer_seconds_per_batch"] * 1000),
@@ -400,6 +429,8 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
                     seg["amp"],
                     "on" if seg["channels_last"] else "off",
                     "on" if seg["compile"] else "off",
+                    str(seg["threads"]),
+                    str(seg["busy_processes"]),
                     f"{train_ratio:.3f}x",
                     f"{1 / train_ratio:.3f}x",
                     f"{infer_ratio:.3f}x",
@@ -407,7 +438,8 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
                 ]
             )
         header = [
-            "model", "amp", "channels_last", "compile", "train ms/iter", "train img/s", "infer ms/batch", "infer img/s"
+            "model", "amp", "channels_last", "compile", "threads", "busy", "train ms/iter", "train img/s",
+            "infer ms/batch", "infer img/s",
         ]  # fmt: skip
         sections.append(format_table(header, rows))
     losses = [record for record in records if record["kind"] == "loss"]
@@ -447,10 +479,13 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
 
 
 # -- command line ---------------------------------------------------------------------------------
+def thread_count(text: str) -> int | str:
+    """A ``--threads`` value: a positive number, or ``auto``."""
+    return text if text == "auto" else positive_int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument(
         "--dataroot", type=Path, default=None, help=f"dataset folder (default {DEFAULT_OUTPUT}, built if missing)"
     )
@@ -466,7 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed iterations first")
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--gpu_ids", default="auto", help="'auto' (GPU 0 if present), '-1' for the CPU, or a GPU index")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: as is)")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        type=thread_count,
+        default=["auto"],
+        help="compute threads to time (each one): a number, or auto (train.py's default choice)",
+    )
+    parser.add_argument(
+        "--busy",
+        nargs="+",
+        type=nonnegative_int,
+        default=[0],
+        help="other processes spinning on the CPU while timing (each count), as on a shared machine",
+    )
     parser.add_argument("--loss_batch_size", type=positive_int, default=4, help="real crops per loss call")
     parser.add_argument(
         "--loss_iterations", type=positive_int, default=None, help="timed loss calls per run (default --iterations)"
@@ -489,8 +537,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: print the tables; 0 on success, 1 on a user error."""
     setup_logging()
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
 
     def job() -> None:
         with ExitStack() as stack:
@@ -517,8 +563,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss_iterations=args.loss_iterations,
                 losses=not args.no_losses,
             )
+            threads = [default_threads() if value == "auto" else value for value in args.threads]
             settings = itertools.product(
-                dict.fromkeys(args.amp), dict.fromkeys(args.channels_last), dict.fromkeys(args.compile)
+                dict.fromkeys(args.amp),
+                dict.fromkeys(args.channels_last),
+                dict.fromkeys(args.compile),
+                dict.fromkeys(threads),
+                dict.fromkeys(args.busy),
             )
             configs = [  # the loss table is measured once, with the first setting
                 dataclasses.replace(
@@ -526,9 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     amp=amp,
                     channels_last=layout == "on",
                     compile=compiled == "on",
+                    threads=thread_setting,
+                    busy=busy,
                     losses=base.losses and not index,
                 )
-                for index, (amp, layout, compiled) in enumerate(settings)
+                for index, (amp, layout, compiled, thread_setting, busy) in enumerate(settings)
             ]
             records = [record for config in configs for record in run_benchmark(config)]
         print(format_report(base, records))

@@ -37,6 +37,7 @@ from evaluation import Stain_Evaluation
 from scripts.make_demo_dataset import DEFAULT_OUTPUT, build_demo_dataset
 from util.arg_types import positive_int
 from util.atomic import write_text_atomic
+from util.cli import HelpFormatter
 from util.log import setup_logging
 from util.progress import progress_bar
 from util.stain import estimate_stain_model
@@ -45,9 +46,7 @@ logger = logging.getLogger("benchmark_evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--epochs", type=positive_int, default=50, help="tested epochs to score")
     parser.add_argument("--images", type=positive_int, default=500, help="test images per epoch")
     parser.add_argument(

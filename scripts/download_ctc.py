@@ -34,7 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's packages, from any working folder
 
 from util.arg_types import positive_float
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import DatasetError
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -297,9 +297,7 @@ def fetch_dataset(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("names", nargs="*", metavar="NAME", help="datasets to download, e.g. Fluo-N2DL-HeLa")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for the zips and the datasets")
     parser.add_argument("--no_extract", action="store_true", help="only download and check the zips")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from experiment import Experiment, add_model_arguments
 from util.atomic import atomic_path
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import CellCycleGANError, OptionError
 from util.log import setup_logging
 
@@ -49,9 +49,7 @@ TOLERANCE = 1e-4  # largest accepted difference from PyTorch, on outputs in [-1,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     add_model_arguments(parser)
     parser.add_argument("--network", choices=("G_A", "G_B"), default="G_A", help="G_A stains; G_B goes back")
     parser.add_argument("--format", choices=tuple(FORMATS), required=True)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 from data.image_io import image_from_array, list_images, mask_values_from_array, read_array
 from data.preparation import MANIFEST_NAME, link_or_copy, read_settings, staged_output, write_settings
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import DatasetError, ImageReadError
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -230,9 +230,7 @@ def assemble(a_side: Path, b_side: Path, output: Path, overwrite: bool) -> list[
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--a_side", type=Path, help="prepared domain A (trainA valA testA and their *_GT masks)")
     parser.add_argument("--b_side", type=Path, help="prepared domain B (trainB valB testB)")
     parser.add_argument("--output", type=Path, help="the dataroot to create")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 from data.image_io import read_array, write_image
 from data.intensity import IntensityNormalization
 from data.preparation import write_manifest, write_settings
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import DatasetError
 from util.log import setup_logging
 
@@ -117,7 +117,7 @@ def build_demo_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="dataset folder to create")
     parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, help="folder of the bundled source images")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")

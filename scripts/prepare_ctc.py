@@ -38,7 +38,7 @@ from data.image_io import decode_array, mask_values_from_array, write_image
 from data.intensity import IntensityNormalization
 from data.preparation import grid_boxes, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, positive_int
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import DatasetError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -348,9 +348,7 @@ def summarize(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("input", type=Path, help="extracted CTC dataset folder (with 01/, 01_GT/, ...) or its .zip")
     parser.add_argument(
         "--output", type=Path, required=True, help="folder for trainA, valA, testA and their masks (*_GT)"

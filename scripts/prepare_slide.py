@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 from data.image_io import MAX_PIXELS, image_from_array, pixel_limit, read_array, write_image
 from data.preparation import grid_boxes, seeded_split, staged_output, write_manifest, write_settings
 from util.arg_types import float_in_range, nonnegative_float, nonnegative_int, positive_float, positive_int
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.errors import DatasetError, ImageReadError, ImageTooLargeError, OptionError
 from util.log import setup_logging
 from util.progress import progress_bar
@@ -507,9 +507,7 @@ def prepare_slide(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("slide", type=Path, help="whole-slide image (.svs, ... via OpenSlide) or PNG/JPEG/TIFF")
     parser.add_argument("--output", type=Path, required=True, help="folder for trainB, valB, testB and the manifest")
     resolution = parser.add_mutually_exclusive_group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tests.helpers import can_mount_tmpfs, train_arguments
 
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread_torch() -> None:
-    """One intra-op thread per test process: tests run in parallel processes on few cores."""
+    """One intra-op thread per test process, and per process a test starts (the drivers' thread rule
+    obeys OMP_NUM_THREADS): tests run in parallel processes on few cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
 

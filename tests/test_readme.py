@@ -64,3 +64,42 @@ def test_every_flag_in_the_readme_is_accepted(script: str, arguments: list[str])
         except SystemExit:
             pytest.fail(f"{script} refuses the README's arguments {arguments}: {errors.getvalue()}")
     assert not unknown, f"{script} does not know {unknown}"
+
+
+def option_table_rows() -> list[tuple[str, str]]:
+    """(flag, default as the README writes it) for every row of the README's flag tables whose default
+    column starts with a value in backticks; a row of several flags pairs them with its defaults in order."""
+    rows = []
+    for table in re.findall(r"\| flag \| default \| meaning \|\n\| --- .*?\n((?:\|.*\n)+)", README):
+        for line in table.splitlines():
+            flags_cell, default_cell = line.split("|")[1:3]
+            flags = re.findall(r"`(--\w+)`", flags_cell)
+            defaults = re.findall(r"`([^`]*)`", default_cell)
+            if not default_cell.strip().startswith("`"):
+                continue  # "(required)", "all", "off", "calibrated on `trainB`": said in words
+            if len(flags) == 1:
+                defaults = defaults[:1]  # "`unaligned` (`improvedunaligned` with ...)": the first is the default
+            elif len(defaults) != len(flags):
+                pytest.fail(f"README row {line!r}: {len(flags)} flags but {len(defaults)} defaults")
+            rows.extend(zip(flags, defaults, strict=True))
+    return rows
+
+
+def test_the_readme_reads_its_option_tables() -> None:
+    flags = [flag for flag, _ in option_table_rows()]
+    assert len(flags) >= 25 and {"--gt_temperature", "--lambda_gt", "--lr", "--crop_size"} <= set(flags)
+
+
+@pytest.mark.parametrize(("flag", "written"), option_table_rows(), ids=lambda value: str(value))
+def test_the_readme_option_defaults_are_the_parsers(flag: str, written: str) -> None:
+    """The README's default of each flag is the training parser's: cycle_gan's, or seg_cycle_gan's for
+    the flags only that model has."""
+    default = None
+    for model in ("seg_cycle_gan", "cycle_gan"):
+        parser = TrainOptions().build_parser(["--dataroot", "x", "--model", model])
+        actions = {option: action for action in parser._actions for option in action.option_strings}
+        default = actions[flag].default if flag in actions else default
+    if isinstance(default, float) and not isinstance(default, bool):
+        assert float(written) == pytest.approx(default), f"README says {flag} {written}, the parser {default}"
+    else:
+        assert written == str(default), f"README says {flag} {written}, the parser {default}"

@@ -19,6 +19,17 @@ from util.log import setup_logging
 logger = logging.getLogger(__name__)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` of every command: the module docstring as written, and each flag's default where it
+    says something (not for required flags, switches that are off, or "none")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" in text or action.required or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class OptionsParser(Protocol):
     explicit: set[str]
 

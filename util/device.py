@@ -1,4 +1,4 @@
-"""The one place that turns ``--gpu_ids`` into a torch device."""
+"""The one place that turns ``--gpu_ids`` into a torch device, and chooses the CPU threads of a process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 
 import torch
 
@@ -67,3 +68,47 @@ def compile_unavailable_reason(device: torch.device) -> str | None:
     ):
         return "compiling for the CPU needs a C++ compiler (e.g. apt install g++)"
     return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (a container's, Slurm's or taskset's share),
+    not every CPU of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_compute_threads(
+    requested: int | None,
+    loader_workers: int,
+    processes_per_machine: int = 1,
+    cpus: int | None = None,
+    environment: Mapping[str, str] = os.environ,
+) -> tuple[int, str]:
+    """The number of PyTorch compute threads (intra-op) of one process, and why, in words.
+
+    ``--compute_threads`` wins, then ``OMP_NUM_THREADS`` (set by the user, or by torchrun). Otherwise
+    each process of the machine gets its share of the CPUs minus its ``loader_workers`` (at least
+    one): PyTorch's default of one thread per core, on top of the loader workers and other jobs,
+    leaves more runnable threads than cores, and OpenMP threads that wait on each other at every
+    operation then slow a step several-fold (docs/performance.md).
+    """
+    if requested is not None:
+        return requested, "--compute_threads"
+    variable = environment.get("OMP_NUM_THREADS", "").strip()
+    if variable.isdigit() and int(variable) > 0:
+        return int(variable), "OMP_NUM_THREADS"
+    cpus = available_cpus() if cpus is None else cpus
+    share = max(1, cpus // max(1, processes_per_machine))
+    threads = max(1, share - loader_workers)
+    processes = f" shared by {processes_per_machine} processes" if processes_per_machine > 1 else ""
+    return threads, f"{cpus} CPUs{processes}, less {loader_workers} loader worker(s) (--num_threads)"
+
+
+def configure_compute_threads(requested: int | None, loader_workers: int, processes_per_machine: int = 1) -> int:
+    """Set PyTorch's compute threads as :func:`choose_compute_threads` says, log the choice, return it."""
+    threads, reason = choose_compute_threads(requested, loader_workers, processes_per_machine)
+    torch.set_num_threads(threads)
+    logger.info("CPU: %d compute thread(s) (%s; change with --compute_threads)", threads, reason)
+    return threads

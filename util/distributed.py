@@ -46,6 +46,11 @@ def context_from_environment() -> DistributedContext:
     )
 
 
+def processes_per_machine() -> int:
+    """How many processes torchrun started on this machine (``LOCAL_WORLD_SIZE``); 1 without torchrun."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def init_process_group(context: DistributedContext, device: torch.device) -> None:
     """Join the other processes: NCCL between GPUs, gloo on CPUs. Nothing in a world of one."""
     if not context.is_distributed or dist.is_initialized():

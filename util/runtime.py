@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from util import distributed
-from util.device import compile_unavailable_reason, select_device
+from util.device import compile_unavailable_reason, configure_compute_threads, select_device
 from util.distributed import DistributedContext
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,13 @@ class Runtime:
 
     @classmethod
     def from_options(cls, opt: argparse.Namespace) -> Runtime:
-        """From ``--gpu_ids``, ``--amp``, ``--channels_last``, ``--compile`` and torchrun's environment."""
+        """From ``--gpu_ids``, ``--amp``, ``--channels_last``, ``--compile`` and torchrun's environment;
+        sets this process's CPU compute threads (``--compute_threads``, ``--num_threads``)."""
         context = DistributedContext(opt.rank, opt.local_rank, opt.world_size)
         device = select_device(opt.gpu_ids, context.local_rank)
+        configure_compute_threads(
+            getattr(opt, "compute_threads", None), opt.num_threads, distributed.processes_per_machine()
+        )
         return cls(device, context, opt.amp, opt.channels_last, opt.compile)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,32 @@ def test_missing_default_demo_is_built_in_a_temporary_folder(
     assert not absent.exists()  # built elsewhere and removed, never where the default points
     printed = capsys.readouterr().out
     assert "cycle_gan" in printed and "seg/cycle" not in printed and "speed-up" not in printed
+
+
+@pytest.mark.slow
+def test_threads_and_busy_processes_are_timed_in_one_run(small_root: Path, tmp_path: Path) -> None:
+    """Every (threads, busy) pair gets a record that says how it was measured; the busy processes are gone after."""
+    output = tmp_path / "threads.json"
+    arguments = ["--dataroot", str(small_root), *TINY, "--models", "cycle_gan", "--no_losses"]
+    assert main([*arguments, "--threads", "1", "2", "--busy", "0", "1", "--json", str(output)]) == 0
+    records = json.loads(output.read_text(encoding="utf-8"))
+    assert sorted((record["threads"], record["busy_processes"]) for record in records) == [
+        (1, 0), (1, 1), (2, 0), (2, 1)
+    ]  # fmt: skip
+    assert not [line for line in Path("/proc").glob("*/cmdline") if b"while True: pass" in _read(line)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # a process that ended while we looked
+        return b""
+
+
+def test_auto_threads_are_train_py_s_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.benchmark import build_parser, default_threads
+    from util.device import choose_compute_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert build_parser().parse_args([]).threads == ["auto"]
+    assert default_threads() == choose_compute_threads(None, min(4, os.cpu_count() or 1))[0]

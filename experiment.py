@@ -10,8 +10,8 @@ module, and nothing else, where a run's files are and what they say:
   architecture (a flag that contradicts it is an error naming both values);
 - the trained generator rebuilt from its stored architecture, and the intensity rule of the
   data it was trained on, for inference;
-- what a training run shows its user: the loss log, the loss curves and the page of samples
-  (:class:`TrainingReport`).
+- what a training run shows its user: the loss log, the loss curves, the page of captioned
+  samples and the optional TensorBoard events (:class:`TrainingReport`).
 
 The file format of a checkpoint is :mod:`models.checkpoint`.
 """
@@ -23,10 +23,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,12 @@ from models import checkpoint, networks
 from util.atomic import write_text_atomic
 from util.disk import require_writable_folder
 from util.errors import BusyError, CheckpointError, OptionError, OutputError
-from util.html import HTMLPage
+from util.html import ColourBar, HTMLPage, PageImage
 from util.lock import exclusive_lock, is_locked
-from util.loss_log import LossLog, LossReport
+from util.loss_log import LossLog, LossReport, loss_weights
 from util.plots import plot_loss_curves
+from util.tensorboard import FOLDER as TENSORBOARD_FOLDER
+from util.tensorboard import TrainingBoard
 from util.visdom_display import VisdomDisplay
 
 logger = logging.getLogger(__name__)
@@ -302,10 +305,35 @@ def saved_defaults_reader(stem: str) -> Callable[[argparse.Namespace], dict[str,
 # -- what a training run shows -------------------------------------------------------------------
 _SAMPLE_NAME = re.compile(r"epoch(\d+)_(.+)\.png")
 
+#: What each sample image of the training page is: (title, caption).
+VISUAL_CAPTIONS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "real_A": ("real_A", "the gray input (domain A), nuclei dark"),
+        "real_A_GT": ("real_A_GT", "its nucleus mask (white: nucleus), which GT_fake asks fake_B to follow"),
+        "fake_B": ("fake_B = G_A(real_A)", "the virtual H&E stain"),
+        "nuclei_fake_B": (
+            "nuclei_fake_B",
+            "where fake_B is hematoxylin-coloured, as the GT loss reads it: sigmoid((nucleus score - threshold) / "
+            "--gt_temperature); it should match real_A_GT",
+        ),
+        "rec_A": ("rec_A = G_B(fake_B)", "the cycle back to gray; should equal real_A"),
+        "idt_B": ("idt_B = G_B(real_A as RGB)", "identity: G_B should leave a gray image as it is"),
+        "real_B": ("real_B", "a real H&E tile (domain B)"),
+        "fake_A": ("fake_A = G_B(real_B)", "the H&E tile turned into a gray, fluorescence-like image"),
+        "rec_B": ("rec_B = G_A(fake_A)", "the cycle back to H&E; should equal real_B"),
+        "idt_A": ("idt_A = G_A(gray real_B)", "identity: G_A should colour a gray H&E tile as itself"),
+    }
+)
+#: The key of the nucleus map: its gray levels are a membership from 0 to 1 (no unit).
+NUCLEUS_MAP_KEY = ColourBar(
+    low="0: background", middle="0.5: at the threshold", high="1: nucleus", title="nucleus membership (0 to 1, no unit)"
+)
+
 
 class TrainingReport:
-    """Writes ``loss_log.txt/.csv``, ``loss_curves.png`` and ``web/index.html`` into the
-    experiment folder; the page shows the same sample images translated after every epoch."""
+    """Writes ``loss_log.txt/.csv``, ``loss_curves.png``, ``web/index.html`` and, with ``--tensorboard``,
+    TensorBoard events into the experiment folder; the page shows the same sample images translated
+    after every epoch, each captioned, and the loss curves."""
 
     def __init__(self, opt: argparse.Namespace, loss_names: list[str], visual_names: list[str]) -> None:
         self.directory = Experiment.of(opt).directory
@@ -314,8 +342,13 @@ class TrainingReport:
         self.loss_names = loss_names
         self.visual_names = visual_names
         self.image_width = opt.display_winsize
+        self.print_freq = getattr(opt, "print_freq", None)
+        self.weights = {name: weight for name, weight in loss_weights(vars(opt)).items() if name in loss_names}
         self.loss_log = LossLog(self.directory, loss_names)
         self.display = VisdomDisplay.connect(opt.display_id, opt.display_server, opt.display_port, opt.display_env)
+        self.use_tensorboard = bool(getattr(opt, "tensorboard", False))
+        self.board: TrainingBoard | None = None
+        self._epoch_losses = _EpochMeans()
 
     @property
     def page_path(self) -> Path:
@@ -325,22 +358,52 @@ class TrainingReport:
     def plot_path(self) -> Path:
         return self.directory / "loss_curves.png"
 
-    def start(self, first_epoch: int) -> None:
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.directory / TENSORBOARD_FOLDER
+
+    def start(self, first_epoch: int, iterations_per_epoch: int = 1) -> None:
+        """Open the logs at ``first_epoch`` (a resume drops what unfinished epochs had written)."""
         self.loss_log.start(first_epoch)
+        if self.use_tensorboard:
+            self.board = TrainingBoard(self.directory, first_epoch, iterations_per_epoch)
+            self.board.describe_losses(self.weights)
 
     def log_losses(self, report: LossReport) -> None:
         logger.debug(self.loss_log.record(report))
+        self._epoch_losses.add(report)
         if self.display is not None:
             self.display.plot_losses(report.progress, report.losses)
+        if self.board is not None:
+            self.board.log_losses(report.epoch, report.iteration, report.losses, report.seconds_per_iteration)
 
-    def end_epoch(self, epoch: int, samples: dict[str, np.ndarray]) -> None:
-        """Save this epoch's sample images (uint8) and refresh the page and the loss plot."""
+    def end_epoch(
+        self,
+        epoch: int,
+        samples: dict[str, np.ndarray],
+        learning_rates: Mapping[str, float] | None = None,
+        objective: float | None = None,
+    ) -> None:
+        """Save this epoch's sample images (uint8) and refresh the page, the loss plot and TensorBoard
+        (with the epoch's mean losses, ``objective`` and the ``learning_rates`` it trained with)."""
         for name, image in samples.items():
             write_image(self.web_directory / "images" / f"epoch{epoch:04d}_{name}.png", image)
-        plot_loss_curves(self.loss_log.read(), self.loss_names, self.plot_path, f"{self.name}: training losses")
+        title = f"{self.name}: training losses"
+        plot_loss_curves(self.loss_log.read(), self.loss_names, self.plot_path, title, self.weights)
         self.write_page()
         if self.display is not None:
             self.display.show_images(samples, epoch)
+        if self.board is not None:
+            means = self._epoch_losses.means(epoch)
+            if objective is not None:
+                means["generator_objective"] = objective
+            self.board.log_epoch(epoch, means, learning_rates or {}, samples)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer (the text and CSV logs need nothing)."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
 
     def write_page(self) -> Path:
         """Rebuild the page from the saved images, newest epoch first (so it survives resumes)."""
@@ -352,14 +415,66 @@ class TrainingReport:
         page = HTMLPage(f"Training: {self.name}", refresh_seconds=60)
         if self.plot_path.is_file():
             page.add_header("Losses")
-            page.add_images([("../loss_curves.png", "loss curves")], width=900)
+            page.add_paragraph(self._losses_note())
+            page.add_images([("../loss_curves.png", "loss curves")], width=1100)
+        if by_epoch:
+            page.add_paragraph(
+                "The same training sample after every epoch, newest first, translated in evaluation mode with that "
+                "epoch's weights (top row: A to B and back; bottom row: B to A and back). Click an image for its file."
+            )
         for epoch in sorted(by_epoch, reverse=True):
             page.add_header(f"Epoch {epoch}")
             names = sorted(by_epoch[epoch], key=self._display_order)
-            page.add_images([(f"images/epoch{epoch:04d}_{name}.png", name) for name in names], self.image_width)
+            for side in ([name for name in names if name not in _B_SIDE], [name for name in names if name in _B_SIDE]):
+                if side:
+                    page.add_images([self._page_image(epoch, name) for name in side], self.image_width)
         return page.save(self.page_path)
+
+    def _losses_note(self) -> str:
+        every = f"every {self.print_freq} iterations" if self.print_freq else "regularly"
+        note = (
+            f"Each point is the mean since the previous report ({every} and at each epoch's end); with many points "
+            "a running mean is drawn bold. The values are the terms the generators minimise, weights included"
+        )
+        if not self.weights:
+            return note + "."
+        weighted = ", ".join(f"{name} {weight.label()}" for name, weight in self.weights.items())
+        return f"{note}: {weighted}. The adversarial terms carry no weight."
+
+    def _page_image(self, epoch: int, name: str) -> PageImage:
+        title, caption = VISUAL_CAPTIONS.get(name, (name, ""))
+        key = NUCLEUS_MAP_KEY if name == "nuclei_fake_B" else None
+        return PageImage(f"images/epoch{epoch:04d}_{name}.png", caption, title, key)
 
     def _display_order(self, name: str) -> tuple[int, str]:
         """The model's own order of visuals (real, fake, reconstruction, ...), unknown names last."""
         known = self.visual_names
         return (known.index(name) if name in known else len(known), name)
+
+
+#: Visuals of the B -> A -> B cycle: the page's second row of each epoch.
+_B_SIDE = frozenset({"real_B", "fake_A", "rec_B", "idt_A"})
+
+
+class _EpochMeans:
+    """An epoch's mean losses from its loss reports, each weighted by the iterations it covers."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.last_iteration = 0
+        self.sums: dict[str, float] = {}
+        self.iterations: dict[str, int] = {}
+
+    def add(self, report: LossReport) -> None:
+        if report.epoch != self.epoch:
+            self.epoch, self.last_iteration, self.sums, self.iterations = report.epoch, 0, {}, {}
+        covered = max(1, report.iteration - self.last_iteration)
+        self.last_iteration = report.iteration
+        for name, value in report.losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * covered
+            self.iterations[name] = self.iterations.get(name, 0) + covered
+
+    def means(self, epoch: int) -> dict[str, float]:
+        if epoch != self.epoch:
+            return {}
+        return {name: total / self.iterations[name] for name, total in self.sums.items()}

@@ -36,7 +36,7 @@ from util.disk import writing
 from util.errors import TrainingError
 from util.loss_log import LossReport
 from util.loss_window import LossWindow, WindowSummary
-from util.progress import progress_bar
+from util.progress import LossPostfix, progress_bar
 from util.reproducibility import seed_everything
 from util.runtime import Runtime
 
@@ -99,7 +99,7 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel,
     report = TrainingReport(opt, model.loss_names, model.visual_names) if context.is_main else None
     if report is not None:
         with writing(f"the loss log in {experiment}", kept=saved_hint(last_epoch)):
-            report.start(last_epoch + 1)
+            report.start(last_epoch + 1, len(loader))
     # The same sample every epoch makes the HTML page a film of the model's progress.
     preview_batch = default_collate([dataset[(0, opt.seed)]])
 
@@ -108,12 +108,13 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel,
         mean_objective = train_one_epoch(
             model, loader, sampler, epoch, total_epochs, report, opt.print_freq, opt.nan_policy
         )
+        trained_rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in model.optimizers.items()}
         learning_rate = model.update_learning_rate(mean_objective)
         if report is not None:
             # The checkpoint first: on a disk that fills up, the weights matter more than the pictures.
             model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
             with writing(f"the training page and loss plot in {experiment}", kept=saved_hint(epoch)):
-                report.end_epoch(epoch, preview_images(model, preview_batch))
+                report.end_epoch(epoch, preview_images(model, preview_batch), trained_rates, mean_objective)
         logger.info(
             "epoch %d/%d done in %.1f s; generator objective %.3f; next learning rate %.2g",
             epoch,
@@ -125,9 +126,12 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel,
 
     distributed.barrier(context)  # no process leaves before the last checkpoint is written
     if report is not None:
+        report.close()
         logger.info("checkpoints: %s", experiment)
         logger.info("training page: %s", report.page_path)
         logger.info("loss curves: %s", report.plot_path)
+        if opt.tensorboard:
+            logger.info("TensorBoard: tensorboard --logdir %s", report.tensorboard_path)
     return experiment
 
 
@@ -146,7 +150,8 @@ def train_one_epoch(
     Each loss report is the mean over the iterations since the previous report (every
     ``print_freq`` iterations and at the end of the epoch), and over the processes. Losses are
     summed on the device and read only at reports, since reading a value makes the host wait
-    for the device. ``report`` is None in all processes but the main one.
+    for the device; the main process's progress bar also shows the running means about once a
+    second (:class:`LossPostfix`). ``report`` is None in all processes but the main one.
     """
     context = model.runtime.context
     sampler.set_epoch(epoch)
@@ -157,12 +162,16 @@ def train_one_epoch(
     last_report, last_report_iteration = time.perf_counter(), 0
     bar_options = dict(desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False, disable=not context.is_main)
     with progress_bar(loader, **bar_options) as bar:
+        postfix = LossPostfix(bar, model.loss_names) if context.is_main else None
         for iteration, batch in enumerate(bar, start=1):
             model.set_input(batch)
             model.optimize_parameters()
             window.add(model.losses, iteration)
             objective.add({"objective": model.generator_objective}, iteration)
-            if iteration % print_freq == 0 or iteration == iterations:
+            reporting = iteration % print_freq == 0 or iteration == iterations
+            if postfix is not None and not reporting:
+                postfix.maybe_show(window)  # a clock check; reads the device about once a second
+            if reporting:
                 summary = window.read(context)
                 check_finite(summary, nan_policy, epoch, last_report_iteration + 1, iteration)
                 now = time.perf_counter()
@@ -171,7 +180,8 @@ def train_one_epoch(
                 if report is None:
                     continue
                 losses = {name: summary.means[name] for name in model.loss_names if name in summary.means}
-                bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()}, refresh=False)
+                if postfix is not None:
+                    postfix.show(losses)  # drawn at the bar's next redraw
                 with writing(f"the loss log (epoch {epoch})", kept=saved_hint(epoch - 1)):
                     report.log_losses(
                         LossReport(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 from typing import Any
 
@@ -84,6 +85,13 @@ class TrainOptions(BaseOptions):
         output.add_argument("--display_server", default="http://localhost", help="visdom server address")
         output.add_argument("--display_port", type=positive_int, default=8097, help="visdom server port")
         output.add_argument("--display_env", default="main", help="visdom environment")
+        output.add_argument(
+            "--tensorboard",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="also write losses, learning rates and sample images for TensorBoard into "
+            "<checkpoints_dir>/<name>/tensorboard/ (a resumed run keeps it on unless --no-tensorboard)",
+        )
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
         """With ``--continue_train``, the resumed run's options (but those of one invocation)."""
@@ -96,6 +104,8 @@ class TrainOptions(BaseOptions):
         super().validate(opt)
         if opt.n_epochs + opt.n_epochs_decay < 1:
             raise OptionError("--n_epochs + --n_epochs_decay must be at least 1")
+        if opt.tensorboard and importlib.util.find_spec("tensorboard") is None:  # looked up, not imported
+            raise OptionError("--tensorboard needs the tensorboard package: pip install -r requirements.txt")
 
 
 def _from_older_runs(saved: dict[str, Any]) -> dict[str, Any]:

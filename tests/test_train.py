@@ -1,5 +1,7 @@
 """train.py end to end: outputs, exact resume, and every bad input answered in one clear line."""
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -246,3 +248,93 @@ def test_nan_policy_skip_drops_the_step_and_trains_on(
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
     log = (tmp_path / "skip" / "loss_log.csv").read_text(encoding="utf-8")
     assert "nan" not in log.lower()  # reported means are over the finite steps
+
+
+# -- the progress bar and TensorBoard ---------------------------------------------------------------
+class StepLossModel:
+    """A stand-in model whose step ``n`` has losses G_A = n and D_A = 1, on the CPU."""
+
+    def __init__(self) -> None:
+        self.loss_names = ["G_A", "D_A"]
+        self.step = 0
+        self.losses: dict[str, torch.Tensor] = {}
+        self.generator_objective = torch.zeros(())
+        self.runtime = Runtime(torch.device("cpu"), DistributedContext())
+        self.device = self.runtime.device
+
+    def train_mode(self) -> None:
+        pass
+
+    def set_input(self, batch: int) -> None:
+        self.step = batch
+
+    def optimize_parameters(self) -> None:
+        self.losses = {"G_A": torch.tensor(float(self.step)), "D_A": torch.tensor(1.0)}
+
+    def learning_rate(self) -> float:
+        return 1e-3
+
+
+class QuietSampler:
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+class ReportList:
+    def __init__(self) -> None:
+        self.reports: list = []
+
+    def log_losses(self, report: object) -> None:
+        self.reports.append(report)
+
+
+@pytest.mark.parametrize("postfix_interval", [0.0, 1.0])
+def test_the_bar_shows_running_losses_on_an_epoch_shorter_than_print_freq(
+    monkeypatch: pytest.MonkeyPatch, postfix_interval: float
+) -> None:
+    """5 iterations, --print_freq 100 (the demo has 48): the bar carries the losses anyway, summed by group."""
+    from util import progress
+
+    output, bars = io.StringIO(), []
+
+    def bar_into_a_buffer(iterable: object, **options: object) -> object:
+        options.update(file=output, mininterval=0)  # drawn at every step, into the buffer
+        bars.append(progress.progress_bar(iterable, **options))
+        return bars[-1]
+
+    monkeypatch.setattr(train, "progress_bar", bar_into_a_buffer)
+    monkeypatch.setattr(progress, "POSTFIX_INTERVAL", postfix_interval)
+    report = ReportList()
+    train.train_one_epoch(StepLossModel(), [1, 2, 3, 4, 5], QuietSampler(), 1, 1, report, print_freq=100)
+    assert bars[0].postfix == "G=3, D=1"  # the epoch's report: means of 1..5 and of 1
+    if postfix_interval == 0:  # between reports, drawn on the bar: the running means of the open window
+        assert "G=1.5, D=1" in output.getvalue() and "G=2.5, D=1" in output.getvalue()
+    assert [r.iteration for r in report.reports] == [5]  # the loss log keeps its --print_freq
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_losses_rates_and_samples_and_a_resume_continues_the_curves(
+    small_root: Path, tmp_path: Path
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert train.main(train_arguments(small_root, tmp_path, "board", "--tensorboard")) == 0  # 2 epochs of 3 steps
+    assert not list(tmp_path.glob("board/tensorboard/evaluation"))
+    # Resumed without the flag: it is kept from the saved options; a third epoch follows the first two.
+    resume = ["--name", "board", "--checkpoints_dir", str(tmp_path), "--continue_train", "--n_epochs", "2"]
+    assert train.main([*resume, "--num_threads", "0"]) == 0
+    events = EventAccumulator(str(tmp_path / "board" / "tensorboard" / "train"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    expected = {"loss/G_A", "loss/cycle_A", "epoch/G_A", "epoch/generator_objective", "learning_rate/G"}
+    assert expected | {"learning_rate/D", "epoch/epoch"} <= set(tags["scalars"])
+    assert {"samples/real_A", "samples/fake_B", "samples/rec_A", "samples/real_B"} <= set(tags["images"])
+    for tag in ("loss/G_A", "epoch/G_A", "epoch/epoch", "learning_rate/G"):
+        assert [point.step for point in events.Scalars(tag)] == [3, 6, 9], tag  # one point per epoch end, once
+    assert [point.step for point in events.Images("samples/fake_B")] == [3, 6, 9]
+    rows = list(csv.DictReader((tmp_path / "board" / "loss_log.csv").open(encoding="utf-8")))
+    logged = [float(row["cycle_A"]) for row in rows]
+    assert [point.value for point in events.Scalars("epoch/cycle_A")] == pytest.approx(logged, rel=1e-4)
+    rates = [float(row["lr"]) for row in rows]  # the rate each epoch trained with
+    assert [point.value for point in events.Scalars("learning_rate/G")] == pytest.approx(rates, rel=1e-3)
+    assert rates[0] == pytest.approx(2e-4) and rates[1] < rates[0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dominate
@@ -13,12 +15,35 @@ from util.atomic import write_text_atomic
 _STYLE = """
 body { font-family: sans-serif; margin: 1em 2em; }
 .row { display: flex; flex-wrap: wrap; gap: 8px; margin-bottom: 1em; }
-figure { margin: 0; text-align: center; font-size: 0.85em; }
-img { image-rendering: pixelated; border: 1px solid #ccc; }
+figure { margin: 0; text-align: center; font-size: 0.85em; max-width: 100%; }
+figcaption { margin-top: 2px; }
+img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; height: auto; }
+.colourbar { height: 10px; border: 1px solid #ccc; margin-top: 4px; }
+.colourbar-ticks { display: flex; justify-content: space-between; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 """
+
+
+@dataclass(frozen=True)
+class ColourBar:
+    """The key of a one-channel image: what black (``low``), mid-gray and white (``high``) stand for."""
+
+    low: str
+    high: str
+    middle: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """An image of a row: its path relative to the page, a bold ``title`` line, a caption, an optional key."""
+
+    path: str
+    caption: str
+    title: str = ""
+    colour_bar: ColourBar | None = None
 
 
 class HTMLPage:
@@ -65,16 +90,35 @@ class HTMLPage:
                     for cell in row:
                         tags.td(cell)
 
-    def add_images(self, images: list[tuple[str, str]], width: int) -> None:
-        """One row of images (wrapping on narrow screens); each item is (path relative to the page, caption)."""
+    def add_images(self, images: Sequence[tuple[str, str] | PageImage], width: int) -> None:
+        """One row of images (wrapping on narrow screens), each linked to its file: (path relative to the
+        page, caption) pairs, or :class:`PageImage` items with a title and a colour bar."""
         with self.document, tags.div(cls="row"):
-            for path, caption in images:
-                with tags.figure():
-                    with tags.a(href=path):
-                        tags.img(src=path, style=f"width:{width}px", alt=caption)
-                    tags.figcaption(caption)
+            for item in images:
+                image = item if isinstance(item, PageImage) else PageImage(*item)
+                with tags.figure(style=f"width:{width}px"):
+                    with tags.a(href=image.path):
+                        tags.img(src=image.path, style=f"width:{width}px", alt=image.title or image.caption)
+                    if image.colour_bar is not None:
+                        _colour_bar(image.colour_bar)
+                    with tags.figcaption():
+                        if image.title:
+                            tags.b(image.title)
+                            tags.br()
+                        tags.span(image.caption)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page atomically and return its path."""
         write_text_atomic(path, self.document.render())
         return Path(path)
+
+
+def _colour_bar(key: ColourBar) -> None:
+    """A black-to-white strip with its meaning at both ends (and the middle), under the image."""
+    tags.div(cls="colourbar", style="background: linear-gradient(to right, #000, #fff)")
+    with tags.div(cls="colourbar-ticks"):
+        tags.span(key.low)
+        tags.span(key.middle)
+        tags.span(key.high)
+    if key.title:
+        tags.div(key.title, cls="colourbar-title")

@@ -1,16 +1,94 @@
-"""The record of training losses: a text log for people and a CSV for programs and plots."""
+"""The record of training losses: a text log for people and a CSV for programs and plots.
+
+The models log each term as it enters the objective, that is multiplied by its weight
+(``cycle_A`` is ``--lambda_A`` × the L1 distance): :func:`loss_weights` says by how much, so the
+plots, the page and TensorBoard can say it too. :data:`LOSS_GROUPS` puts related terms together
+(a plot panel, an entry of the progress bar).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from util.atomic import write_text_atomic
 
 _FIXED_COLUMNS = ["epoch", "iteration", "progress", "lr", "seconds_per_iteration"]
+
+
+@dataclass(frozen=True)
+class LossGroup:
+    """Related loss terms: one panel of the loss plot, one entry (their sum) on the progress bar."""
+
+    key: str  # short name, on the progress bar
+    title: str  # what the terms measure, the panel title
+    names: tuple[str, ...]
+
+
+#: The groups of the CycleGAN and seg_cycle_gan terms; a loss not listed here gets a group of its own.
+LOSS_GROUPS: tuple[LossGroup, ...] = (
+    LossGroup("G", "generators: adversarial", ("G_A", "G_B")),
+    LossGroup("D", "discriminators", ("D_A", "D_B")),
+    LossGroup("cycle", "cycle consistency (L1)", ("cycle_A", "cycle_B")),
+    LossGroup("idt", "identity (L1)", ("idt_A", "idt_B")),
+    LossGroup("GT", "nucleus masks (GT, cross-entropy)", ("GT_fake", "GT_rec")),
+    LossGroup("structure", "structure ((1 - SSIM) / 2)", ("structure_fake", "structure_rec")),
+    LossGroup("color", "colour (sliced Wasserstein, CIELAB / 10)", ("color_fake",)),
+)
+
+
+def group_losses(loss_names: list[str]) -> list[LossGroup]:
+    """The groups of ``loss_names`` that are present, each cut to its present names, in a stable order."""
+    groups = []
+    for group in LOSS_GROUPS:
+        present = tuple(name for name in group.names if name in loss_names)
+        if present:
+            groups.append(LossGroup(group.key, group.title, present))
+    known = {name for group in LOSS_GROUPS for name in group.names}
+    groups += [LossGroup(name, name, (name,)) for name in loss_names if name not in known]
+    return groups
+
+
+@dataclass(frozen=True)
+class LossWeight:
+    """The factor a logged loss carries and the flags it comes from."""
+
+    factor: float
+    flags: str
+
+    def label(self) -> str:
+        return f"×{self.factor:g} ({self.flags})"
+
+
+def loss_weights(options: Mapping[str, Any]) -> dict[str, LossWeight]:
+    """The weight of every weighted term the models log, from the training options (``vars(opt)``).
+
+    Mirrors ``generator_losses`` of models/cycle_gan_model.py and ``stain_losses`` of
+    models/seg_cycle_gan_model.py (a test checks it against them). The adversarial terms carry
+    no weight and are not listed; neither is a flag the options lack.
+    """
+    weights: dict[str, LossWeight] = {}
+
+    def weigh(names: tuple[str, ...], flags: tuple[str, ...]) -> None:
+        if all(isinstance(options.get(flag), int | float) for flag in flags):
+            factor = 1.0
+            for flag in flags:
+                factor *= float(options[flag])
+            weights.update({name: LossWeight(factor, " × ".join(f"--{flag}" for flag in flags)) for name in names})
+
+    weigh(("cycle_A",), ("lambda_A",))
+    weigh(("cycle_B",), ("lambda_B",))
+    weigh(("idt_A",), ("lambda_identity", "lambda_B"))
+    weigh(("idt_B",), ("lambda_identity", "lambda_A"))
+    weigh(("GT_fake", "GT_rec"), ("lambda_gt",))
+    weigh(("structure_fake", "structure_rec"), ("lambda_cv",))
+    weigh(("color_fake",), ("lambda_color",))
+    return weights
 
 
 @dataclass(frozen=True)

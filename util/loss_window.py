@@ -58,6 +58,18 @@ class LossWindow:
         self.steps += 1
         self.seen.update(losses)
 
+    def peek(self) -> dict[str, float]:
+        """This process's means so far, the window kept open: one host-device sync, no collective
+        (for the progress bar, which only the main process draws)."""
+        if self.steps == 0:
+            return {}
+        *sums, finite_steps = torch.cat([self.sums, self.finite_steps[None]]).tolist()
+        return {
+            name: total / max(finite_steps, 1.0)
+            for name, total in zip(self.names, sums, strict=True)
+            if name in self.seen
+        }
+
     def read(self, context: DistributedContext) -> WindowSummary:
         """The window's summary over all processes (a collective under torchrun), then start a new window."""
         count = len(self.names)

@@ -21,14 +21,17 @@ tiles that ignore the input, which must fail the guards) are scored on both spli
 model that says which colours are nuclear is estimated from ``<dataroot>/trainB`` (the stain the
 model was asked to learn). Writes ``scores.csv``, ``scores.json``, ``per_image.csv``,
 ``selection.json``, ``metrics_vs_epoch.png``, ``realism_vs_faithfulness.png`` and ``report.html``
-into ``--out`` (default ``<results_dir>/evaluation``).
+into ``--out`` (default ``<results_dir>/evaluation``). ``--compare results/<other>`` (repeatable) shows
+another evaluated experiment's chosen epoch beside this one, on the same images and crops.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -38,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's pa
 
 import numpy as np
 
+from data.preparation import SETTINGS_NAME, read_settings
 from evaluation import inception, report, scoring, selection
 from experiment import SELECTION_FILE, TEST_OPTIONS
 from util.arg_types import float_in_range, positive_int
@@ -54,6 +58,8 @@ logger = logging.getLogger("Stain_Evaluation")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: The README's demo run, so that a bare ``python evaluation/Stain_Evaluation.py`` evaluates it.
 DEFAULT_RESULTS = PROJECT_ROOT / "results" / "demo"
+#: Keys under which a ``preparation.json`` may record the pixel size, in micrometres per pixel.
+PIXEL_SIZE_KEYS = ("pixel_size_um", "microns_per_pixel", "mpp", "pixel_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         "reference, else the test reference, with a note)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <results_dir>/evaluation)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULTS_DIR",
+        help="another experiment's results folder, already evaluated (its evaluation/selection.json): the report "
+        "shows its chosen epoch's images and scores beside this one's, on the same images; repeat for more",
+    )
+    parser.add_argument(
+        "--crops",
+        type=positive_int,
+        default=report.CROPS_SHOWN,
+        help="crops the report shows (spread evenly over the images sorted by name)",
+    )
     guards = parser.add_argument_group("faithfulness guards (an epoch must pass all to be chosen)")
     defaults = selection.Guards()
     guards.add_argument(
@@ -169,6 +190,7 @@ def evaluate(args: argparse.Namespace) -> Path:
             f"results folder {results_dir} does not exist; run python test.py --name <experiment> --epoch all first"
         )
     dataroot = resolve_dataroot(results_dir, args.dataroot)
+    others = [compared_epoch(other, results_dir) for other in args.compare]  # refused before the long scoring
     notes: list[str] = []
     choose_on, val_reference = choice_split(results_dir, dataroot, args.val_reference_dir, notes)
     test_reference = args.reference_dir or (dataroot / "testB" if dataroot else None)
@@ -227,10 +249,114 @@ def evaluate(args: argparse.Namespace) -> Path:
     with writing(f"the plots in {out}", kept):
         report.plot_metrics(rows, picked, out / "metrics_vs_epoch.png")
         report.plot_axes(rows, picked, out / "realism_vs_faithfulness.png")
+    shown = splits.get("test") or splits[choose_on]
+    gallery = report.Gallery(
+        name=results_dir.resolve().name,
+        epoch_folders=scoring.epoch_folders(results_dir, shown.name),
+        comparisons=[compare_experiment(*other, shown, all_rows, guards, dataroot) for other in others],
+        pixel_size=pixel_sizes(dataroot),
+        crops=args.crops,
+    )
     with writing(f"the report {out / 'report.html'} and its images", kept):
-        page = report.write_html(all_rows, picked, splits, fitted, stain_model, out, notes)
+        page = report.write_html(all_rows, picked, splits, fitted, out, notes, gallery)
     logger.info("report: %s", page)
     return page
+
+
+def compared_epoch(other: Path, results_dir: Path) -> tuple[Path, str, bool]:
+    """The epoch another evaluated experiment reports (``--compare``): its chosen one (True), else its
+    closest (False); a clear error when it was not evaluated."""
+    other = Path(other)
+    record_path = other / "evaluation" / SELECTION_FILE
+    evaluate_it = f"evaluate it first: python evaluation/Stain_Evaluation.py --results_dir {other}"
+    if other.resolve() == results_dir.resolve():
+        raise EvaluationError(f"--compare {other} is the experiment being evaluated; pass another results folder")
+    if not record_path.is_file():
+        raise EvaluationError(f"--compare {other}: {record_path} does not exist; {evaluate_it}")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise EvaluationError(f"--compare {other}: cannot read {record_path} ({error}); {evaluate_it}") from None
+    label = (record.get("chosen") or record.get("closest")) if isinstance(record, dict) else None
+    if not isinstance(label, str):
+        raise EvaluationError(f"--compare {other}: {record_path} names no epoch; {evaluate_it}")
+    return other, label, bool(record.get("chosen"))
+
+
+def compare_experiment(
+    other: Path,
+    label: str,
+    chosen: bool,
+    split: scoring.SplitData,
+    rows: list[scoring.Row],
+    guards: selection.Guards,
+    dataroot: Path | None,
+) -> report.Comparison:
+    """Another experiment's reported epoch scored on this run's ``split``: the images both have, with this run's
+    masks, reference, stain model and guards, so that its row compares like with like."""
+    name = other.resolve().name
+    folder = other / f"{split.name}_{label}"
+    if not (folder / "images").is_dir():
+        rerun = f"python test.py --name {name} --epoch {label} --results_dir {other.parent}"
+        return report.Comparison(name, other, label, chosen, None, None, [f"{folder} does not exist; run {rerun}"])
+    notes = []
+    theirs = resolve_dataroot(other, None)
+    if dataroot is not None and theirs is not None and Path(theirs).resolve() != Path(dataroot).resolve():
+        notes.append(
+            f"it was translated from {theirs}, this run from {dataroot}: images of the same name are taken "
+            "to be the same crops."
+        )
+    have = set(scoring.shared_images([(label, folder)]).stems)
+    stems = [stem for stem in split.stems if stem in have]
+    if len(stems) < len(split.stems):
+        notes.append(
+            f"{folder} holds {len(stems)} of this run's {len(split.stems)} {split.name} images; its scores are on "
+            "those only."
+        )
+    samples, skipped = scoring.load_samples(folder, dataclasses.replace(split, stems=stems))
+    for reason, skipped_stems in skipped.items():
+        if reason != "without a mask":
+            notes.append(f"{len(skipped_stems)} of its images were left out ({reason}): {', '.join(skipped_stems[:5])}")
+    if not samples:
+        notes.append("none of its images could be scored here.")
+        return report.Comparison(name, other, label, chosen, folder, None, notes)
+    differ = [sample.stem for sample in samples if not np.array_equal(sample.real_A, split.real_A[sample.stem][1])]
+    if differ:
+        notes.append(
+            f"its inputs differ from this run's in {len(differ)} of {len(samples)} images (another intensity rule?); "
+            "its structure score reads its own inputs."
+        )
+    row = scoring.score(label, "epoch", samples, split)
+    baseline = next((item for item in rows if item.split == split.name and item.label == scoring.BEER_LAMBERT), None)
+    f1_floor = baseline.scores["nucleus_f1"] - guards.f1_margin if baseline is not None else math.nan
+    row.failed_guards = selection.failed_guards(row, guards, f1_floor)
+    for note in notes:
+        logger.warning("--compare %s: %s", other, note)
+    return report.Comparison(name, other, label, chosen, folder, row, notes)
+
+
+def pixel_sizes(dataroot: Path | None) -> report.PixelSize:
+    """The micrometres per pixel of the inputs (side A) and of the real H&E (side B) that the dataset's
+    ``preparation.json`` records, for the report's scale note; None where it records none."""
+    if dataroot is None:
+        return report.PixelSize()
+    settings = read_settings(dataroot) or {}
+    sides = {letter: settings.get(letter) for letter in "AB"}
+    if any(isinstance(side, dict) for side in sides.values()):  # make_dataset: each side's own settings
+        inputs, reference = (side if isinstance(side, dict) else {} for side in sides.values())
+    elif settings.get("command") == "prepare_slide":  # H&E tiles only
+        inputs, reference = {}, settings
+    else:
+        inputs, reference = settings, {}
+    return report.PixelSize(_micrometres(inputs), _micrometres(reference), str(Path(dataroot) / SETTINGS_NAME))
+
+
+def _micrometres(settings: dict) -> float | None:
+    for key in PIXEL_SIZE_KEYS:
+        value = settings.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
 
 
 def warn(lines: list[str], notes: list[str]) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from data.image_io import decode_array, image_from_array, list_images, read_array, read_mask_values, to_unit_range
 from data.intensity import IntensityNormalization, prepare_source, recorded_normalization
 from evaluation import baselines, metrics
+from evaluation.glossary import METRIC_BY_NAME, METRIC_NAMES, METRICS, Metric  # noqa: F401  (their old home: importers keep working)
 from experiment import epoch_order
 from util.errors import EvaluationError
 from util.stain import StainModel
@@ -26,47 +27,6 @@ from util.stain import StainModel
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One column of the tables: its axis, direction, and what it measures (with its unit)."""
-
-    name: str
-    title: str
-    axis: str  # "realism" or "faithfulness"
-    higher_is_better: bool
-    meaning: str
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("lab_swd_regions", "colour distance by region", "realism", False,
-           "mean of the two region distances below (CIELAB units)"),
-    Metric("lab_swd_nuclei", "nuclei colour distance", "realism", False,
-           "sliced Wasserstein distance between the colours inside the masks and the colours of real nuclei (CIELAB units)"),
-    Metric("lab_swd_tissue", "tissue colour distance", "realism", False,
-           "the same between the colours outside the masks and real non-nuclear tissue (CIELAB units)"),
-    Metric("lab_swd", "colour distance", "realism", False,
-           "sliced Wasserstein distance of all CIELAB colours to the real H&E (CIELAB units)"),
-    Metric("hsv_correlation", "HSV histogram correlation", "realism", True,
-           "correlation of the HSV colour histograms with the real H&E (1 = the same colours)"),
-    Metric("hematoxylin_w1", "hematoxylin distance", "realism", False,
-           "Wasserstein distance of hematoxylin amounts to the real H&E (OD units, log10 absorbance)"),
-    Metric("eosin_w1", "eosin distance", "realism", False,
-           "Wasserstein distance of eosin amounts to the real H&E (OD units)"),
-    Metric("fid", "FID", "realism", False, "Frechet Inception distance to the real H&E (with --inception_weights)"),
-    Metric("kid", "KID", "realism", False, "kernel Inception distance to the real H&E (with --inception_weights)"),
-    Metric("nucleus_f1", "nucleus F1", "faithfulness", True,
-           "object-level F1 of the nuclei read off the stain (hematoxylin rule) against the mask's, matched at IoU > 0.5"),
-    Metric("nucleus_recall", "nucleus recall", "faithfulness", True, "share of the mask's nuclei stained as nuclei"),
-    Metric("nucleus_precision", "nucleus precision", "faithfulness", True,
-           "share of the stained nuclei that are the mask's"),
-    Metric("invented_area", "invented nucleus area", "faithfulness", False,
-           "nucleus-coloured area more than 2 px from every mask pixel, as a fraction of the image"),
-    Metric("structure_spearman", "structure (rank correlation)", "faithfulness", True,
-           "Spearman correlation of input and output lightness (1 = any increasing tone curve of the input)"),
-    Metric("dice", "nucleus pixel Dice", "faithfulness", True, "pixel Dice of the nucleus map with the mask"),
-)  # fmt: skip
-METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
-METRIC_NAMES = tuple(metric.name for metric in METRICS)
 #: Metrics with a bootstrap interval over images.
 PER_IMAGE_METRICS = ("nucleus_f1", "nucleus_recall", "nucleus_precision", "invented_area", "structure_spearman", "dice")
 #: Metrics computed only on request, in a second pass (they need a network and its weights).

@@ -12,6 +12,10 @@
 # Either way it reaches the container as a read-only file mount, never as a docker argument or a container
 # environment variable (which ps and docker inspect would show): JUPYTER_TOKEN is written to a private file
 # (mode 0600, removed when the container stops). Without either, the container makes a token and prints it.
+#
+# The container runs as you (your user and group ids), not as root, so what it writes into this folder
+# (checkpoints, results, notebooks) is yours on the host. CONTAINER_USER (uid:gid) sets another: 0:0 under
+# rootless Docker or Podman, whose root in the container already is you on the host.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,6 +66,11 @@ if [[ -t 0 && -t 1 ]]; then
     terminal=(--interactive --tty)
 fi
 
+# Your ids most likely have no entry in the image's /etc/passwd: Docker would then give the container HOME=/, which
+# is not writable (Jupyter, pip --user, matplotlib and torch keep their files under HOME), and no user name (Python's
+# getpass.getuser(), which torch.compile's cache directory needs, would fail). HOME=/tmp is writable by anyone.
+user=(--user "${CONTAINER_USER:-$(id -u):$(id -g)}" --env HOME=/tmp --env "USER=$(id -un 2>/dev/null || id -u)")
+
 run docker build --tag "${IMAGE}" "${ROOT}"
 # Not exec: the private token file is removed when the container stops.
 run docker run --rm "${terminal[@]}" \
@@ -69,6 +78,7 @@ run docker run --rm "${terminal[@]}" \
     --shm-size "${SHM_SIZE:-16g}" \
     --ulimit memlock=-1 --ulimit stack=67108864 \
     --publish "${BIND}:${PORT}:8888" \
+    "${user[@]}" \
     "${token[@]}" --env JUPYTER_PORT="${PORT}" \
     --volume "${ROOT}:/workspace/cell-cyclegan" \
     --workdir /workspace/cell-cyclegan \

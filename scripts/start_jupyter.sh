@@ -6,6 +6,11 @@
 # config file made here, so it is on no command line (ps) and in no environment of the server or its kernels.
 set -euo pipefail
 
+# Run as a user the image does not know (docker run --user without the HOME that scripts/docker_run.sh sets), the
+# container gets HOME=/, which that user cannot write: Jupyter, IPython and pip keep their files under HOME.
+if [[ ! -w "${HOME:-/}" ]]; then
+    export HOME=/tmp
+fi
 if [[ $# -gt 0 ]]; then
     exec "$@"
 fi

@@ -52,6 +52,7 @@ from util.errors import EvaluationError
 from util.log import setup_logging
 from util.progress import progress_bar
 from util.stain import StainEstimationError, StainModel, estimate_stain_model
+from util.tensorboard import experiment_of_results, write_evaluation_scores
 
 logger = logging.getLogger("Stain_Evaluation")
 
@@ -244,6 +245,8 @@ def evaluate(args: argparse.Namespace) -> Path:
     )
     with writing(f"the score tables (scores.csv, scores.json, per_image.csv) in {out}", kept):
         report.write_tables(all_rows, picked, out)
+    # With a training run of --tensorboard, the per-epoch scores join its curves there.
+    write_evaluation_scores(all_rows, experiment_of_results(results_dir))
     with writing(f"the choice {out / SELECTION_FILE}", kept):
         write_selection(out / SELECTION_FILE, picked, stain_model, test_rows, notes)
     with writing(f"the plots in {out}", kept):

@@ -338,3 +338,15 @@ def test_tensorboard_gets_losses_rates_and_samples_and_a_resume_continues_the_cu
     rates = [float(row["lr"]) for row in rows]  # the rate each epoch trained with
     assert [point.value for point in events.Scalars("learning_rate/G")] == pytest.approx(rates, rel=1e-3)
     assert rates[0] == pytest.approx(2e-4) and rates[1] < rates[0]
+
+    # Stain_Evaluation on this experiment adds its per-epoch scores beside the training curves.
+    import test as test_driver
+    from evaluation import Stain_Evaluation
+
+    results = tmp_path / "results"
+    tested = ["--name", "board", "--checkpoints_dir", str(tmp_path), "--results_dir", str(results)]
+    assert test_driver.main([*tested, "--epoch", "all", "--gpu_ids", "-1"]) == 0
+    assert Stain_Evaluation.main(["--results_dir", str(results / "board"), "--dataroot", str(small_root)]) == 0
+    scores = EventAccumulator(str(tmp_path / "board" / "tensorboard" / "evaluation"))
+    scores.Reload()
+    assert [point.step for point in scores.Scalars("evaluation/val/nucleus_f1")] == [1, 2, 3]

@@ -8,7 +8,7 @@ DEMO_NAME ?= demo
 DEMO_MODEL := --model seg_cycle_gan --netG resnet_6blocks --ngf 16 --ndf 16
 DEMO_SCHEDULE := --n_epochs 10 --n_epochs_decay 10 --save_epoch_freq 5
 
-.PHONY: demo test setup dataset results
+.PHONY: demo test setup dataset results notebook
 
 setup: $(VENV)/.installed
 
@@ -42,3 +42,7 @@ test: setup
 # (about 40 minutes on two CPU cores); runs already evaluated are not redone.
 results: dataset
 	$(BIN)/python scripts/ablation.py
+
+# demo.ipynb run top to bottom and stored with its outputs (about 7 minutes on two CPU cores).
+notebook: setup
+	$(BIN)/python scripts/run_notebook.py

@@ -1,13 +1,22 @@
-"""Colorize your own images of any size with a trained generator: tiled, seamless, 8/16-bit, TIFF stacks.
+"""Colorize your own images of any size with a trained generator: tiled, seamless, 8/16-bit, TIFF stacks,
+multichannel fluorescence, pyramidal OME-TIFF for slide viewers, several processes under torchrun.
 
     python colorize.py --name demo --epoch best --input my_frames/ --output colorized/
-    python colorize.py --name demo --input "stack_*.tif" --output colorized/ --format tif --preview
+    python colorize.py --name demo_pretrained --input mosaic.ome.tif --channel DAPI --output out/ --format ome-tiff
+    torchrun --standalone --nproc_per_node 4 colorize.py --name demo --input "mosaics/*.tif" --output out/
 
 Applies ``G_A`` of ``checkpoints/<name>`` (``--epoch`` a number, ``latest``, or ``best``: the epoch
 ``evaluation/Stain_Evaluation.py`` chose) to every image of ``--input`` (a file, a folder or a
-glob pattern); each page of a multi-page TIFF is an image of its own. Images of any size are cut
-into overlapping tiles (``--tile``, ``--overlap``) blended without seams, with instance-norm
-statistics of the whole image (see ``models/tiling.py``); the output has exactly the input's size.
+glob pattern). A name that ``--checkpoints_dir`` does not hold is looked up among the models bundled
+with the project (``models/pretrained/``: ``demo_pretrained``, made by ``make pretrained``).
+Images of any size are cut into overlapping tiles (``--tile``, ``--overlap``) blended without seams,
+with instance-norm statistics of the whole image (see ``models/tiling.py``); the output has exactly
+the input's size.
+
+What a file holds is read from its header first (``data/image_layout.py``): each image of a TIFF
+stack, z-stack or time series is colorized on its own (the log names the axes); a file of several
+channels needs ``--channel`` (a number, or a name its OME metadata gives), and is refused without it
+with the list of its channels; a colour image whose channels are equal is taken as gray.
 
 Intensities are read as in training and test.py (:func:`data.intensity.prepare_source`): crops of
 a prepared dataset as they are; raw frames, of any depth, by the percentile stretch and inversion
@@ -15,29 +24,38 @@ the training data recorded in their ``preparation.json`` (without one: 8-bit as 
 by their own range). ``--low_percentile``/``--high_percentile``/``--invert`` override the rule and
 apply it to every image.
 
-Outputs are named before any work starts: ``<name>.<format>`` (``<name>_p000``... for the pages of a
+``--format ome-tiff`` writes a pyramidal OME-TIFF (``data/ome_tiff.py``: 512-pixel tiles, deflate,
+levels down to a thumbnail) streamed band by band, with the pixel size in micrometres read from the
+input (OME, ImageJ or TIFF resolution tags) or given by ``--pixel_size_um``.
+
+Outputs are named before any work starts: ``<name>.<format>`` (``<name>_p000``... for the images of a
 stack, ``<name>_preview.png`` with ``--preview``) in the subfolder of ``--output`` that mirrors the
 input's subfolder of ``--input`` (of the deepest folder holding every match, for a glob). Two inputs
 that would share a name (``x.png`` and ``x.tif``) are told apart: the first in sorted order keeps it,
 the other becomes ``x_2`` (logged). Outputs that exist already are refused, all at once, without
-``--overwrite``.
+``--overwrite``. Under ``torchrun`` every process plans the same names and colorizes its own share of
+the files, each on the GPU of its local rank; the first process reports for all.
 
 An unreadable file, an image beyond ``--max_megapixels`` (default: the project's 179-megapixel
-limit; the whole image is held in memory) or a page with NaN or infinite values is named, skipped
-and counted, and the rest is done (exit status 1 then). An image of a single pixel is colorized as
-well (the generator pads it up to the size it needs and crops its output back). An ``--output``
-that cannot be written is refused before the model is loaded; a disk that fills up mid-run ends
-it in one line saying how many images were written (no partial file is left).
+limit; the whole input image is held in memory), a page with NaN or infinite values, or a
+multichannel file without a usable ``--channel`` is named, skipped and counted, and the rest is done
+(exit status 1 then). An image of a single pixel is colorized as well (the generator pads it up to
+the size it needs and crops its output back). An ``--output`` that cannot be written is refused
+before the model is loaded; a disk that fills up mid-run ends it in one line saying how many images
+were written (the partial file is removed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import glob
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,24 +63,20 @@ import numpy as np
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from data.image_io import (
-    IMAGE_EXTENSIONS,
-    MAX_PIXELS,
-    list_images,
-    page_count,
-    pixel_limit,
-    read_array,
-    write_image,
-)
-from data.intensity import IntensityNormalization, prepare_source
+from data.image_io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images, pixel_limit, write_image
+from data.image_layout import ImageLayout, PixelSize, read_layout, read_plane
+from data.intensity import IntensityNormalization, prepare_source, recorded_normalization
+from data.ome_tiff import pyramid_shapes, shrink, write_ome_pyramid
 from data.transforms import gray_to_tensor, normalize, to_uint8_image
 from experiment import Experiment, add_model_arguments
 from models.tiling import TiledColorizer
-from util.arg_types import nonnegative_float, nonnegative_int, positive_int
+from util import distributed
+from util.arg_types import nonnegative_float, nonnegative_int, positive_float, positive_int
 from util.cli import HelpFormatter, run_script
-from util.device import configure_compute_threads, select_device
-from util.disk import require_writable_folder, writing
-from util.errors import ImageReadError, ImageTooLargeError, OptionError
+from util.device import add_compute_threads_argument, configure_compute_threads, select_device
+from util.disk import describe_os_error, is_machine_error, require_writable_folder, writing
+from util.distributed import DistributedContext, context_from_environment, processes_per_machine
+from util.errors import CellCycleGANError, ImageReadError, ImageTooLargeError, OptionError, OutputError
 from util.log import setup_logging
 from util.progress import progress_bar
 
@@ -70,6 +84,13 @@ logger = logging.getLogger("colorize")
 
 #: Renamed inputs told one by one; beyond this many, one line counts the rest.
 RENAMES_LOGGED = 20
+#: Trained models that come with the project (``make pretrained`` makes them). ``--name`` finds one here
+#: when ``--checkpoints_dir`` holds no experiment of that name.
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models" / "pretrained"
+#: The record a bundled model carries (what it is, what it was trained on, its scores).
+BUNDLE_RECORD = "model.json"
+#: Output file extension of each --format.
+EXTENSIONS = {"png": "png", "tif": "tif", "ome-tiff": "ome.tif"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="folder for the colorized images (subfolders of --input are mirrored)",
     )
-    parser.add_argument("--format", choices=("png", "tif"), default="png", help="output file format")
+    parser.add_argument(
+        "--format",
+        choices=tuple(EXTENSIONS),
+        default="png",
+        help="output file format; ome-tiff: a tiled pyramidal OME-TIFF with the pixel size, for QuPath, napari "
+        "and OpenSlide (written as .ome.tif, streamed: the colorized image is never held whole)",
+    )
+    parser.add_argument(
+        "--channel",
+        default=None,
+        help="the channel that shows the nuclei in multichannel files: its number (from 0) or the name the "
+        "OME metadata gives it (red, green, blue for colour images); required for files of several channels",
+    )
+    parser.add_argument(
+        "--pixel_size_um",
+        type=positive_float,
+        default=None,
+        help="the physical size of a pixel in micrometres, written into TIFF and OME-TIFF outputs; replaces what "
+        "the input files say (default: their OME PhysicalSizeX/Y, ImageJ unit or TIFF resolution tags)",
+    )
     parser.add_argument("--tile", type=positive_int, default=512, help="tile size in pixels")
     parser.add_argument("--overlap", type=nonnegative_int, default=64, help="overlap of neighbouring tiles")
     parser.add_argument("--batch_size", type=positive_int, default=4, help="tiles per forward pass")
@@ -92,13 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="image",
         help="instance-norm statistics of the whole image (no seams) or of each tile (as plain tiling)",
     )
-    parser.add_argument("--gpu_ids", default="auto", help="auto, -1 for the CPU, or a GPU index")
     parser.add_argument(
-        "--compute_threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads of PyTorch's operations (default: OMP_NUM_THREADS if set, else the CPUs this process may use)",
+        "--gpu_ids", default="auto", help="auto, -1 for the CPU, or a GPU index (under torchrun: each local rank's)"
     )
+    add_compute_threads_argument(parser, workers=False)
     parser.add_argument("--low_percentile", type=float, default=None, help="override the training stretch")
     parser.add_argument("--high_percentile", type=float, default=None, help="override the training stretch")
     parser.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None, help="override inversion")
@@ -109,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=nonnegative_float,
         default=None,
         help=f"skip images larger than this (default {MAX_PIXELS / 1e6:.0f}, the project's limit, which also stops "
-        "a corrupt header that declares a huge size; 0: no limit). The whole image and its colorized output are "
-        "held in memory: a 100-megapixel 16-bit frame took 1.65 GB",
+        "a corrupt header that declares a huge size; 0: no limit). The whole input image is held in memory, and "
+        "for png and tif its colorized output too: a 100-megapixel 16-bit frame took 1.65 GB",
     )
     return parser
 
@@ -153,11 +190,20 @@ class Job:
     folder: Path
     #: The file's output name without extension: its own stem, or ``<stem>_2``, ``<stem>_3``... on a collision.
     stem: str
+    #: How many gray images the file holds (pages of a stack, planes of a z-stack or time series).
     pages: int
+    #: What the file holds (from its header) and the channel to colorize (None: the file is gray).
+    layout: ImageLayout | None = None
+    channel: int | None = None
 
     def page_stem(self, index: int) -> str:
         """The output name of page ``index``: the file's stem, or ``<stem>_p000``... for a TIFF stack."""
         return self.stem if self.pages == 1 else f"{self.stem}_p{index:03d}"
+
+    @property
+    def pixels(self) -> int:
+        """The pixels to colorize, for sharing the work out: every image of the file."""
+        return self.pages * (self.layout.height * self.layout.width if self.layout else 1)
 
 
 def output_files(folder: Path, stem: str, pages: int, extension: str, preview: bool) -> list[Path]:
@@ -216,37 +262,55 @@ def plan_outputs(inputs: Sequence[tuple[Path, Path, int]], extension: str, previ
     return [job for job in jobs if job is not None]
 
 
-def read_page(path: Path, index: int, max_pixels: int | None) -> np.ndarray:
-    """Page ``index`` of ``path``; a header beyond ``max_pixels`` is refused before decoding, saying how to lift it."""
-    try:
-        return read_array(path, page=index, max_pixels=max_pixels)
-    except ImageTooLargeError as error:
-        raise ImageReadError(
-            f"{error}. If the image is real, raise --max_megapixels (now {max_pixels / 1e6:g}; 0: no limit): "
-            "the whole image and its colorized output are held in memory"
-        ) from error
+def describe_file(job: Job, extension: str) -> None:
+    """Say, for a file of several images or a chosen channel, which axis is which and what is colorized."""
+    layout = job.layout
+    if layout is None or (layout.images == 1 and job.channel is None):
+        return
+    channel = f"channel {layout.describe_channels().split(', ')[job.channel]}" if job.channel is not None else ""
+    if layout.images == 1:
+        logger.info("%s: %s, %s; %s is colorized", job.path, layout.kind, layout.describe_axes(), channel)
+        return
+    order = f" in {', '.join(layout.axes)} order" if len(layout.axes) > 1 else ""
+    logger.info(
+        "%s: %s, %s; %d images%s colorized as %s.%s ... %s.%s%s",
+        job.path,
+        layout.kind,
+        layout.describe_axes(),
+        layout.images,
+        f" ({channel} of each)" if channel else "",
+        job.page_stem(0),
+        extension,
+        job.page_stem(layout.images - 1),
+        extension,
+        order,
+    )
 
 
 def plan_run(args: argparse.Namespace, inputs: Sequence[Path], extension: str) -> tuple[list[Job], list[str]]:
     """Every input's output names, checked against ``--output`` once, before any work: (jobs, inputs that failed).
 
-    A file whose pages cannot be counted is skipped here. Outputs that exist already are refused
-    together without ``--overwrite``.
+    A file whose header cannot be read, whose OME metadata disagrees with its pixels, or whose channel
+    ``--channel`` cannot pick (missing for several channels, out of range, an unknown name) is skipped
+    here. Outputs that exist already are refused together without ``--overwrite``.
     """
     failed: list[str] = []
     counted: list[tuple[Path, Path, int]] = []
+    chosen: dict[Path, tuple[ImageLayout, int | None]] = {}
     root = input_root(args.input, inputs)
     for path in inputs:
         try:
-            pages = page_count(path)
-            if pages == 0:
-                raise ImageReadError(f"TIFF file {path} holds no image pages")
+            layout = read_layout(path)
+            chosen[path] = (layout, layout.channel_index(args.channel))
         except ImageReadError as error:
             logger.error("skipped: %s", error)
             failed.append(str(path))
             continue
-        counted.append((path, path.parent.absolute().relative_to(root), pages))
-    jobs = plan_outputs(counted, extension, args.preview)
+        counted.append((path, path.parent.absolute().relative_to(root), layout.images))
+    jobs = [
+        dataclasses.replace(job, layout=chosen[job.path][0], channel=chosen[job.path][1])
+        for job in plan_outputs(counted, extension, args.preview)
+    ]
     planned = [
         args.output / file
         for job in jobs
@@ -258,41 +322,178 @@ def plan_run(args: argparse.Namespace, inputs: Sequence[Path], extension: str) -
             f"{len(existing)} output file(s) exist already in {args.output} (e.g. {existing[0]}); "
             "choose another --output or pass --overwrite"
         )
+    for job in jobs:
+        describe_file(job, extension)
+    if args.format != "png":
+        describe_pixel_sizes(jobs, args.pixel_size_um)
     return jobs, failed
 
 
-def read_gray(
-    path: Path,
-    index: int,
-    name: str,
-    max_pixels: int | None,
-    normalization: IntensityNormalization | None,
-    explicit: bool,
-) -> np.ndarray:
-    """Page ``index`` of ``path`` (``name`` in messages) as the (H, W) uint8 gray image the generator reads.
+def pixel_size_of(job: Job, given: float | None) -> PixelSize | None:
+    """The pixel size written with ``job``'s outputs: ``--pixel_size_um``, else the input's, else None."""
+    if given is not None:
+        return PixelSize(given, given, "--pixel_size_um")
+    return job.layout.pixel_size if job.layout is not None else None
 
-    Raises :class:`ImageReadError` for a file that cannot be read, an image above ``max_pixels`` and
-    NaN or infinite pixels: the page is skipped and counted, the others are done.
+
+def describe_pixel_sizes(jobs: Sequence[Job], given: float | None) -> None:
+    """Say where the pixel size of the outputs comes from, and which files have none."""
+    if given is not None:
+        differing = [
+            job for job in jobs if job.layout and job.layout.pixel_size and job.layout.pixel_size.x_um != given
+        ]
+        for job in differing[:RENAMES_LOGGED]:
+            logger.info("%s says %s; --pixel_size_um %g um is written instead", job.path, job.layout.pixel_size, given)
+        return
+    for job in jobs:
+        if job.layout is not None and job.layout.pixel_size is not None:
+            logger.info("%s: pixel size %s", job.path, job.layout.pixel_size)
+    missing = [job for job in jobs if job.layout is None or job.layout.pixel_size is None]
+    for job in missing[:RENAMES_LOGGED]:
+        note = f" ({job.layout.pixel_size_note})" if job.layout and job.layout.pixel_size_note else ""
+        logger.info(
+            "%s records no pixel size%s: its output carries none (viewers show pixels, no scale bar); "
+            "give one with --pixel_size_um",
+            job.path,
+            note,
+        )
+    if len(missing) > RENAMES_LOGGED:
+        logger.info("%d more input file(s) without a pixel size", len(missing) - RENAMES_LOGGED)
+
+
+def read_gray(
+    job: Job, index: int, max_pixels: int | None, normalization: IntensityNormalization | None, explicit: bool
+) -> np.ndarray:
+    """Image ``index`` of ``job``'s file (its channel ``job.channel``) as the (H, W) uint8 gray image the
+    generator reads.
+
+    Raises :class:`ImageReadError` for a file that cannot be read, an image above ``max_pixels``,
+    differing colour channels without ``--channel`` and NaN or infinite pixels: the image is skipped
+    and counted, the others are done.
     """
-    array = read_page(path, index, max_pixels)
-    if array.ndim == 3:
-        logger.warning("%s is a color image; converted to gray (BT.601 luma) as the model expects", name)
-    return prepare_source(array, normalization, path, always=explicit)
+    try:
+        array = read_plane(job.layout, index, job.channel, max_pixels)
+    except ImageTooLargeError as error:
+        raise ImageReadError(
+            f"{error}. If the image is real, raise --max_megapixels (now {max_pixels / 1e6:g}; 0: no limit): "
+            "the whole image is held in memory"
+        ) from error
+    return prepare_source(array, normalization, job.path, always=explicit)
+
+
+def find_model(args: argparse.Namespace) -> tuple[Experiment, Path, bool]:
+    """The experiment ``--name`` names, where its evaluation's choice is (for ``--epoch best``), and whether it is
+    a bundled model: ``--checkpoints_dir`` first, then :data:`BUNDLED_MODELS`."""
+    own = Experiment(args.checkpoints_dir, args.name)
+    bundled = Experiment(BUNDLED_MODELS, args.name)
+    if own.has_checkpoints() or not bundled.has_checkpoints():
+        return own, args.results_dir, False
+    record = bundled.directory / BUNDLE_RECORD
+    summary = ""
+    if record.is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            summary = f" ({json.loads(record.read_text(encoding='utf-8')).get('summary', '')})"
+    logger.info(
+        "no experiment %r in --checkpoints_dir %s: using the bundled model %s%s; see its README.md",
+        args.name,
+        args.checkpoints_dir,
+        bundled.directory,
+        summary,
+    )
+    return bundled, BUNDLED_MODELS, True
+
+
+def model_normalization(
+    experiment: Experiment, bundled: bool, overrides: dict[str, float | bool | None]
+) -> IntensityNormalization | None:
+    """The intensity rule of the model's training data, updated by the flags given; a bundled model carries
+    its rule in its own ``preparation.json`` (its training dataroot need not exist here)."""
+    if not bundled:
+        return experiment.training_normalization(overrides)
+    recorded = recorded_normalization(experiment.directory)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if recorded is None and not given:
+        return None
+    return IntensityNormalization.from_dict({**(recorded.to_dict() if recorded else {}), **given})
+
+
+def share_of(jobs: Sequence[Job], context: DistributedContext) -> list[Job]:
+    """This process's jobs: every file once, to one process. The largest files are dealt first, each to the
+    process with the fewest pixels so far (ties: the lowest rank), so equal files go round in turn and a
+    large mosaic does not leave one process working alone. Every process computes the same deal."""
+    if not context.is_distributed:
+        return list(jobs)
+    loads = [0] * context.world_size
+    owners = [0] * len(jobs)
+    for index in sorted(range(len(jobs)), key=lambda index: (-jobs[index].pixels, index)):
+        owner = min(range(context.world_size), key=lambda rank: (loads[rank], rank))
+        loads[owner] += jobs[index].pixels
+        owners[index] = owner
+    return [job for job, owner in zip(jobs, owners, strict=True) if owner == context.rank]
+
+
+@contextlib.contextmanager
+def spoken_by_main(context: DistributedContext) -> Iterator[None]:
+    """Under torchrun every process plans the same work: only the first one says so."""
+    if context.is_main:
+        yield
+        return
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def colorize(args: argparse.Namespace) -> tuple[int, int]:
-    """Colorize every input; return (images written, images or files that failed)."""
+    """Colorize every input (this process's share under torchrun); return (images written, images or files
+    that failed), counted over all processes."""
+    context = context_from_environment()
+    if not context.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
     max_pixels = pixel_limit(args.max_megapixels)
-    device = select_device(args.gpu_ids)
-    configure_compute_threads(args.compute_threads, loader_workers=0)
-    experiment = Experiment(args.checkpoints_dir, args.name)
-    label = experiment.chosen_epoch(args.epoch, args.results_dir)
+    device = select_device(args.gpu_ids, context.local_rank)
+    with spoken_by_main(context):
+        configure_compute_threads(args.compute_threads, loader_workers=0, processes_per_machine=processes_per_machine())
+        experiment, results_dir, bundled = find_model(args)
+    label = experiment.chosen_epoch(args.epoch, results_dir)
     inputs = find_inputs(args.input, args.output)
     experiment.require_checkpoint(label)  # a wrong epoch is told before the output folder is made
     require_writable_folder(args.output, "--output")
-    extension = "tif" if args.format == "tif" else "png"
+    distributed.init_process_group(context, device)
+    try:
+        return colorize_share(args, context, device, experiment, label, bundled, inputs, max_pixels)
+    finally:
+        distributed.destroy_process_group()
 
-    jobs, failed = plan_run(args, inputs, extension)
+
+def colorize_share(
+    args: argparse.Namespace,
+    context: DistributedContext,
+    device: torch.device,
+    experiment: Experiment,
+    label: str,
+    bundled: bool,
+    inputs: Sequence[Path],
+    max_pixels: int | None,
+) -> tuple[int, int]:
+    """Plan every output (in every process alike), colorize this process's share, and count over all."""
+    extension = EXTENSIONS[args.format]
+    planning_error: CellCycleGANError | None = None
+    jobs: list[Job] = []
+    failed: list[str] = []
+    with spoken_by_main(context):
+        try:
+            jobs, failed = plan_run(args, inputs, extension)
+        except CellCycleGANError as error:
+            planning_error = error
+    # No process writes before every process has checked that no output exists yet.
+    if not distributed.all_processes_agree(planning_error is None, context, device):
+        raise planning_error or OptionError("another process could not plan the work; see its message")
+    if not context.is_main:
+        failed = []  # the files skipped in planning are counted once, by the first process
 
     generator, architecture = experiment.load_generator(label, device)
     if architecture["input_nc"] != 1:
@@ -300,7 +501,7 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
             f"colorize.py expects a gray-input model; {args.name} takes {architecture['input_nc']} channels"
         )
     overrides = {"low_percentile": args.low_percentile, "high_percentile": args.high_percentile, "invert": args.invert}
-    normalization = experiment.training_normalization(overrides)
+    normalization = model_normalization(experiment, bundled, overrides)
     explicit = any(value is not None for value in overrides.values())
     colorizer = TiledColorizer(
         generator,
@@ -313,58 +514,111 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
         device=device,
         autocast=device.type == "cuda",
     )
-    total = sum(job.pages for job in jobs)
+    mine = share_of(jobs, context)
+    total = sum(job.pages for job in mine)
     logger.info(
-        "G_A of %s, epoch %s, on %s; %d input file(s), %d image(s)", args.name, label, device, len(inputs), total
+        "G_A of %s, epoch %s, on %s; %d input file(s), %d image(s)%s",
+        args.name,
+        label,
+        device,
+        len(inputs),
+        sum(job.pages for job in jobs),
+        f"; {context.world_size} processes, each colorizing its share of the files" if context.is_distributed else "",
     )
     written = 0
+    stopped: CellCycleGANError | None = None
+    where = f" by process {context.rank} of {context.world_size}" if context.is_distributed else ""
     # Log lines printed above the progress bars, never into them; the bars closed however the loop ends.
-    with logging_redirect_tqdm(), progress_bar(jobs, desc="images", unit="file") as bar:
-        for job in bar:
-            for index in range(job.pages):
-                name = str(job.path) if job.pages == 1 else f"{job.path} page {index}"
-                try:
-                    gray = read_gray(job.path, index, name, max_pixels, normalization, explicit)
-                except ImageReadError as error:
-                    logger.error("skipped%s: %s", "" if job.pages == 1 else f" page {index}", error)
-                    failed.append(name)
-                    continue
-                kept = (
-                    f"{written} of {total} colorized image(s) were written to {args.output} and are complete (no "
-                    "partial file is left); free some space or choose another --output, and run again (--overwrite "
-                    "redoes them)"
-                )
-                target = args.output / job.folder / job.page_stem(index)
-                colorize_page(target, gray, colorizer, args, extension, kept)
-                written += 1
+    with (
+        logging_redirect_tqdm(),
+        progress_bar(mine, desc="images", unit="file", disable=not context.is_main) as bar,
+    ):
+        try:
+            for job in bar:
+                for index in range(job.pages):
+                    name = str(job.path) if job.pages == 1 else f"{job.path} page {index}"
+                    try:
+                        gray = read_gray(job, index, max_pixels, normalization, explicit)
+                    except ImageReadError as error:
+                        logger.error("skipped%s: %s", "" if job.pages == 1 else f" page {index}", error)
+                        failed.append(name)
+                        continue
+                    kept = (
+                        f"The partial file was removed; {written} of {total} colorized image(s){where} were written "
+                        f"to {args.output} and are complete. Free some space or choose another --output, and run "
+                        "again (--overwrite redoes them)"
+                    )
+                    target = args.output / job.folder / job.page_stem(index)
+                    colorize_page(
+                        target, gray, colorizer, args, extension, kept, pixel_size_of(job, args.pixel_size_um), context
+                    )
+                    written += 1
+        except CellCycleGANError as error:  # a full disk: this process stops; the others finish their share
+            stopped = error
+        except OSError as error:
+            if not is_machine_error(error):
+                raise
+            stopped = OutputError(f"cannot write {error.filename or args.output}: {describe_os_error(error)}")
     if failed:
         shown = ", ".join(failed[:10]) + (", ..." if len(failed) > 10 else "")
-        logger.warning("%d input image(s) could not be colorized and were skipped: %s", len(failed), shown)
-    logger.info("%d colorized image(s) in %s", written, args.output)
-    return written, len(failed)
+        logger.warning("%d input image(s) could not be colorized%s and were skipped: %s", len(failed), where, shown)
+    counts = torch.tensor([written, len(failed), int(stopped is not None)], dtype=torch.int64, device=device)
+    all_written, all_failed, all_stopped = (int(value) for value in distributed.all_reduce_sum(counts, context))
+    if context.is_distributed:
+        logger.info(
+            "%d colorized image(s) in %s, by %d processes%s%s",
+            all_written,
+            args.output,
+            context.world_size,
+            f"; {all_failed} input image(s) could not be colorized (named above)" if all_failed else "",
+            f"; {all_stopped} process(es) stopped early (see their errors)" if all_stopped else "",
+        )
+        distributed.barrier(context)  # the report is out before any process leaves
+    else:
+        logger.info("%d colorized image(s) in %s", all_written, args.output)
+    if stopped is not None:
+        raise stopped
+    return all_written, all_failed + all_stopped
 
 
 def colorize_page(
-    target: Path, gray: np.ndarray, colorizer: TiledColorizer, args: argparse.Namespace, extension: str, kept: str
+    target: Path,
+    gray: np.ndarray,
+    colorizer: TiledColorizer,
+    args: argparse.Namespace,
+    extension: str,
+    kept: str,
+    pixel_size: PixelSize | None = None,
+    context: DistributedContext | None = None,
 ) -> None:
     """Colorize one gray image and write it as ``<target>.<extension>`` (and its preview).
 
-    A full disk or a read-only file system ends the run in one line naming the file and ``kept``
-    (what was written); the atomic writer leaves no partial file.
+    An OME-TIFF is written as the colorizer finishes its bands (the colorized image is never whole in
+    memory; its preview is as small as the pyramid's thumbnail). A full disk or a read-only file system
+    ends the run in one line naming the file and ``kept`` (what was written); no partial file is left.
     """
     passes = 2 if args.norm_statistics == "image" else 1
-    with progress_bar(
-        total=passes * len(colorizer.tiles(*gray.shape)), desc=target.name, unit="tile", leave=False
-    ) as bar:
-        color = colorizer(gray, progress=bar.update)
     output = target.with_name(f"{target.name}.{extension}")
-    with writing(str(output), kept):
-        write_image(output, color)
+    quiet = context is not None and not context.is_main
+    with progress_bar(
+        total=passes * len(colorizer.tiles(*gray.shape)), desc=target.name, unit="tile", leave=False, disable=quiet
+    ) as bar:
+        if args.format == "ome-tiff":
+            with writing(str(output), kept):
+                shown = write_ome_pyramid(output, *gray.shape, colorizer.bands(gray, progress=bar.update), pixel_size)
+            levels = len(pyramid_shapes(*gray.shape))
+            logger.debug("%s: %d pyramid level(s), the smallest %dx%d", output, levels, shown.shape[1], shown.shape[0])
+        else:
+            levels = None
+            shown = colorizer(gray, progress=bar.update)
+            with writing(str(output), kept):
+                calibration = (pixel_size.x_um, pixel_size.y_um) if pixel_size is not None else None
+                write_image(output, shown, pixel_size_um=calibration)
     if args.preview:
-        preview = target.with_name(f"{target.name}_preview.png")
-        side_by_side = np.concatenate([np.repeat(gray[:, :, None], 3, axis=2), color], axis=1)
-        with writing(str(preview), kept):
-            write_image(preview, side_by_side)
+        small_gray = gray[:, :, None] if levels is None else shrink(gray[:, :, None], levels - 1)
+        preview_path = target.with_name(f"{target.name}_preview.png")
+        with writing(str(preview_path), kept):
+            write_image(preview_path, np.concatenate([np.repeat(small_gray, 3, axis=2), shown], axis=1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

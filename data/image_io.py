@@ -87,6 +87,12 @@ def page_count(path: str | os.PathLike) -> int:
         raise ImageReadError(f"cannot read image {path}: {error}") from error
 
 
+def pillow_header(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(width, height, Pillow mode) of a PNG, JPEG or BMP file, from its header alone (no pixel limit applies)."""
+    with _strict_pillow(), Image.open(path) as image:
+        return image.width, image.height, image.mode
+
+
 def decode_array(data: bytes, name: str) -> np.ndarray:
     """:func:`read_array` of an image file held in memory, e.g. a member of a zip archive.
 
@@ -191,10 +197,11 @@ def mask_values_from_array(array: np.ndarray, path: str | os.PathLike) -> np.nda
     return array
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+def write_image(path: str | os.PathLike, image: np.ndarray, pixel_size_um: tuple[float, float] | None = None) -> None:
     """Write an 8-bit gray (H, W) / (H, W, 1) or RGB (H, W, 3) array; the extension picks the format.
 
-    The file appears atomically, so a reader never sees half an image.
+    ``pixel_size_um`` (x, y in micrometres) goes into a TIFF's resolution tags (pixels per centimetre);
+    other formats ignore it. The file appears atomically, so a reader never sees half an image.
     """
     path = Path(path)
     if image.dtype != np.uint8:
@@ -203,7 +210,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         image = image[:, :, 0]
     with atomic_path(path) as temporary:
         if path.suffix.lower() in TIFF_EXTENSIONS:
-            tifffile.imwrite(temporary, image)
+            calibration = (
+                {"resolution": (1e4 / pixel_size_um[0], 1e4 / pixel_size_um[1]), "resolutionunit": "CENTIMETER"}
+                if pixel_size_um is not None
+                else {}
+            )
+            tifffile.imwrite(temporary, image, **calibration)
         else:
             Image.fromarray(image).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
 

@@ -15,7 +15,9 @@ image at once (see the tests), which tiling exists to avoid for large images.
 
 Memory: the input stays uint8/uint16 (as read); tiles go through the network ``batch_size`` at a
 time, and output rows are finished and converted to uint8 a band of tiles at a time, so the float
-accumulators cover one band (tile height x image width), not the image.
+accumulators cover one band (tile height x image width), not the image. :meth:`TiledColorizer.bands`
+hands those finished bands over as they come, so a writer that streams them (the pyramidal OME-TIFF
+of ``data/ome_tiff.py``) never holds the whole colorized image.
 """
 
 from __future__ import annotations
@@ -150,33 +152,48 @@ class TiledColorizer:
 
     def __call__(self, image: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """The colorized image, (H, W, 3) uint8, exactly the input's height and width."""
-        height, width = image.shape[:2]
-        boxes = self.tiles(height, width)
-        if self.norms:
-            for layer in self.norms:
-                layer.reset()
-            with statistics_mode(self.norms, "collect"):
-                for _ in self._run(image, boxes):
-                    if progress:
-                        progress(1)
-            with statistics_mode(self.norms, "apply"):
-                return self._blend(image, boxes, progress)
-        return self._blend(image, boxes, progress)
+        output = None
+        top = 0
+        for band in self.bands(image, progress):
+            if output is None:
+                output = np.empty((image.shape[0], image.shape[1], band.shape[2]), band.dtype)
+            output[top : top + len(band)] = band
+            top += len(band)
+        return output
+
+    def bands(self, image: np.ndarray, progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+        """The colorized image as consecutive bands of finished rows, top to bottom: (h, W, 3) uint8 each.
+
+        Only one band of tiles is held as floats at a time, so a writer that consumes the bands as
+        they come (a tiled TIFF) needs memory for a band, not for the image. With global statistics
+        the first pass over every tile runs before the first band is given.
+        """
+        boxes = self.tiles(*image.shape[:2])
+        if not self.norms:
+            yield from self._blend(image, boxes, progress)
+            return
+        for layer in self.norms:
+            layer.reset()
+        with statistics_mode(self.norms, "collect"):
+            for _ in self._run(image, boxes):
+                if progress:
+                    progress(1)
+        with statistics_mode(self.norms, "apply"):
+            yield from self._blend(image, boxes, progress)
 
     def _blend(
         self, image: np.ndarray, boxes: list[tuple[int, int, int, int]], progress: Callable[[int], None] | None
-    ) -> np.ndarray:
-        """Blend the tiles row by row; rows that no later tile touches are finished and dropped."""
+    ) -> Iterator[np.ndarray]:
+        """Blend the tiles row by row; rows that no later tile touches are finished, given and dropped."""
         height, width = image.shape[:2]
         outputs = self._run(image, boxes)
         row_starts = sorted({y for y, _, _, _ in boxes})
-        output = accumulated = weights = None
+        accumulated = weights = None
         band_top = 0  # the image row held in accumulated[0]
         for row_index, row_y in enumerate(row_starts):
             row = [(box, next(outputs).permute(1, 2, 0).numpy()) for box in boxes if box[0] == row_y]
             channels = row[0][1].shape[2]
-            if output is None:
-                output = np.empty((height, width, channels), np.uint8)
+            if accumulated is None:
                 accumulated = np.zeros((0, width, channels), np.float32)
                 weights = np.zeros((0, width, 1), np.float32)
             missing = row_y + row[0][0][2] - band_top - len(accumulated)
@@ -194,6 +211,5 @@ class TiledColorizer:
                     progress(1)
             next_top = row_starts[row_index + 1] if row_index + 1 < len(row_starts) else height
             done = next_top - band_top
-            output[band_top:next_top] = self.to_output(accumulated[:done] / weights[:done])
+            yield self.to_output(accumulated[:done] / weights[:done])
             accumulated, weights, band_top = accumulated[done:], weights[done:], next_top
-        return output

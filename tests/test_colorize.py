@@ -65,7 +65,9 @@ def test_16_bit_frames_stacks_and_odd_sizes_keep_their_size(
     inputs.mkdir()
     tifffile.imwrite(inputs / "odd.tif", frame[:389, : 517 - 5])
     tifffile.imwrite(inputs / "stack.tif", np.stack([frame[:200, :300], frame[200:400, :300]]))
-    write_image(inputs / "colour.png", np.stack([frame[:64, :64].astype(np.uint8)] * 3, axis=2))
+    write_image(inputs / "gray_as_rgb.png", np.stack([frame[:64, :64].astype(np.uint8)] * 3, axis=2))
+    colour = np.stack([frame[:64, :64].astype(np.uint8), frame[64:128, :64].astype(np.uint8), frame[:64, :64] // 256])
+    write_image(inputs / "colour.png", np.moveaxis(colour, 0, -1).astype(np.uint8))
     (inputs / "broken.png").write_bytes(b"not an image")
     output = tmp_path / "out"
     assert (
@@ -86,10 +88,14 @@ def test_16_bit_frames_stacks_and_odd_sizes_keep_their_size(
     assert read_array(output / "odd.png").shape == (389, 512, 3)
     assert read_array(output / "stack_p000.png").shape == read_array(output / "stack_p001.png").shape == (200, 300, 3)
     assert read_array(output / "stack_p000_preview.png").shape == (200, 600, 3)
-    assert read_array(output / "colour.png").shape == (64, 64, 3)
-    assert "converted to gray" in caplog.text
+    assert read_array(output / "gray_as_rgb.png").shape == (64, 64, 3)  # equal channels: gray saved as RGB
+    assert not (output / "colour.png").exists()  # channels that differ are never mixed into luma
+    assert (
+        f"skipped: {inputs / 'colour.png'} has 3 different channels (0 'red', 1 'green', 2 'blue'); pass --channel "
+        "with the one that shows the nuclei (its number or name): a mix of fluorescence channels is not a nucleus image"
+    ) in errors(caplog)
     assert "skipped: cannot read image" in caplog.text and "broken.png" in caplog.text
-    assert "1 input image(s) could not be colorized and were skipped" in caplog.text
+    assert "2 input image(s) could not be colorized and were skipped" in caplog.text
 
 
 def test_existing_outputs_are_not_overwritten_silently(
@@ -137,7 +143,7 @@ def test_a_decompression_bomb_is_skipped_in_small_memory_and_the_limit_can_be_se
     assert errors(caplog) == [
         f"skipped: image {inputs / 'bomb.png'} declares 60000x60000 pixels, more than {MAX_PIXELS}; its header is "
         "corrupt or the image is too large to read whole. If the image is real, raise --max_megapixels (now "
-        "178.957; 0: no limit): the whole image and its colorized output are held in memory"
+        "178.957; 0: no limit): the whole image is held in memory"
     ]
     assert f"1 input image(s) could not be colorized and were skipped: {inputs / 'bomb.png'}" in caplog.text
     assert [path.name for path in output.iterdir()] == ["frame.png"]
@@ -308,9 +314,9 @@ def test_a_disk_that_fills_up_ends_the_run_in_one_line_keeping_what_was_written(
     assert "status 1" in finished.stdout, finished.stderr
     assert "Traceback" not in finished.stderr
     assert (
-        f"ERROR cannot write {output / 'c.png'}: the disk is full. 2 of 3 colorized image(s) were written to "
-        f"{output} and are complete (no partial file is left); free some space or choose another --output, and "
-        "run again (--overwrite redoes them)"
+        f"ERROR cannot write {output / 'c.png'}: the disk is full. The partial file was removed; 2 of 3 colorized "
+        f"image(s) were written to {output} and are complete. Free some space or choose another --output, and run "
+        "again (--overwrite redoes them)"
     ) in finished.stderr.splitlines()
     assert sorted(path.name for path in kept.iterdir()) == ["a.png", "b.png"]  # no half-written c.png, no temporary
     assert read_array(kept / "a.png").shape == read_array(kept / "b.png").shape == (24, 24, 3)

@@ -43,6 +43,6 @@ test: setup
 results: dataset
 	$(BIN)/python scripts/ablation.py
 
-# demo.ipynb run top to bottom and stored with its outputs (about 7 minutes on two CPU cores).
+# demo.ipynb run top to bottom from an empty notebook_run/ and stored with its outputs (minutes on two CPU cores).
 notebook: setup
-	$(BIN)/python scripts/run_notebook.py
+	$(BIN)/python scripts/run_notebook.py --fresh

@@ -8,15 +8,18 @@
     api.colorize(name="demo", epoch="best", input="frame.tif", output="colorized")
 
 Keyword arguments are the command-line flags without their dashes (``n_epochs=10`` is
-``--n_epochs 10``; ``continue_train=True`` is the switch; ``None`` and ``False`` leave a flag out;
-a list gives a flag several values), so the flags, their defaults and their checks are exactly those
-of ``python train.py --help`` and the other commands: each function runs its command's ``main``.
-A problem the command reports in one line (a missing folder, a bad option) is raised here as
-:class:`CommandError` with that line, instead of an exit status.
+``--n_epochs 10``; ``continue_train=True`` is the switch; ``None`` leaves a flag out, and so does
+``False``, except for a flag with a ``--no-`` form, which it turns off: ``tensorboard=False`` is
+``--no-tensorboard``; a list gives a flag several values, or repeats a flag given once per value,
+such as ``compare=[...]``), so the flags, their defaults and their checks are exactly those of
+``python train.py --help`` and the other commands: each function runs its command's ``main``, which
+logs as on the command line. A problem the command reports in one line (a missing folder, a bad
+option) is raised here as :class:`CommandError` with that line, instead of an exit status.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import logging
@@ -28,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from util.errors import CellCycleGANError
+from util.log import setup_logging
 
 ROOT = Path(__file__).resolve().parent
 
@@ -72,30 +76,44 @@ class Evaluation:
         raise KeyError(f"no row {label!r} on the {split} split; rows: {', '.join(known)}")
 
 
-def command_line(**flags: FlagValue) -> list[str]:
-    """Keyword arguments as command-line arguments (see the module docstring)."""
+def command_line(parser: argparse.ArgumentParser | None = None, **flags: FlagValue) -> list[str]:
+    """Keyword arguments as command-line arguments (see the module docstring). ``parser`` (the
+    command's) tells which flags have a ``--no-`` form and which are repeated once per value."""
+    actions = {option: action for action in parser._actions for option in action.option_strings} if parser else {}
     arguments: list[str] = []
     for name, value in flags.items():
-        if value is None or value is False:
+        flag = f"--{name}"
+        action = actions.get(flag)
+        if value is None:
             continue
-        if value is True:
-            arguments.append(f"--{name}")
+        if value is False:
+            if isinstance(action, argparse.BooleanOptionalAction):
+                arguments.append(f"--no-{name}")
+        elif value is True:
+            arguments.append(flag)
         elif isinstance(value, str | Path | int | float):
-            arguments += [f"--{name}", str(value)]
+            arguments += [flag, str(value)]
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                arguments += [flag, str(item)]
         else:
-            arguments += [f"--{name}", *(str(item) for item in value)]
+            arguments += [flag, *(str(item) for item in value)]
     return arguments
 
 
 def train(**flags: FlagValue) -> Path:
     """``train.py`` with these flags; the experiment folder (``<checkpoints_dir>/<name>``)."""
-    _run(_driver("train").main, "train.py", flags)
+    from options.train_options import TrainOptions
+
+    _run(_driver("train").main, "train.py", flags, lambda argv: TrainOptions().build_parser(argv))
     return Path(flags.get("checkpoints_dir") or "checkpoints") / str(flags.get("name") or "experiment")
 
 
 def test(**flags: FlagValue) -> Path:
     """``test.py`` with these flags; the results folder (``<results_dir>/<name>``)."""
-    _run(_driver("test").main, "test.py", flags)
+    from options.test_options import TestOptions
+
+    _run(_driver("test").main, "test.py", flags, lambda argv: TestOptions().build_parser(argv))
     return Path(flags.get("results_dir") or "results") / str(flags.get("name") or "experiment")
 
 
@@ -103,8 +121,9 @@ def evaluate(**flags: FlagValue) -> Evaluation:
     """``evaluation/Stain_Evaluation.py`` with these flags; what it chose and scored."""
     from evaluation import Stain_Evaluation
 
-    _run(Stain_Evaluation.main, "Stain_Evaluation.py", flags)
-    folder = Path(flags["out"]) if flags.get("out") else Path(str(flags["results_dir"])) / "evaluation"
+    _run(Stain_Evaluation.main, "Stain_Evaluation.py", flags, lambda _: Stain_Evaluation.build_parser())
+    results = Path(str(flags.get("results_dir") or Stain_Evaluation.DEFAULT_RESULTS))
+    folder = Path(str(flags["out"])) if flags.get("out") else results / "evaluation"
     selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
     rows = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
     return Evaluation(folder, selection, rows)
@@ -113,16 +132,24 @@ def evaluate(**flags: FlagValue) -> Evaluation:
 def colorize(**flags: FlagValue) -> Path:
     """``colorize.py`` with these flags; the output folder. An input that could not be colorized
     (named in the log) raises :class:`CommandError` after the others were written."""
-    _run(_driver("colorize").main, "colorize.py", flags)
+    driver = _driver("colorize")
+    _run(driver.main, "colorize.py", flags, lambda _: driver.build_parser())
     return Path(str(flags["output"]))
 
 
-def _run(main: Callable[[list[str]], int], command: str, flags: dict[str, FlagValue]) -> None:
-    """Run a command's ``main``; a non-zero status becomes :class:`CommandError` with the errors it logged."""
+def _run(
+    main: Callable[[list[str]], int],
+    command: str,
+    flags: dict[str, FlagValue],
+    parser: Callable[[list[str]], argparse.ArgumentParser],
+) -> None:
+    """Run a command's ``main``; a non-zero status becomes :class:`CommandError` with the errors it logged.
+    ``parser(argv)`` builds the command's parser (for :func:`command_line`)."""
+    setup_logging()  # before our handler, which would otherwise stop the console handler being installed
     errors = _ErrorLines()
     logging.getLogger().addHandler(errors)
     try:
-        status = main(command_line(**flags))
+        status = main(command_line(parser(command_line(**flags)), **flags))
     except SystemExit as stop:  # argparse refused a flag; it printed why and the usage
         status = stop.code if isinstance(stop.code, int) else 2
         errors.lines.append("a flag was refused: see the message printed above")

@@ -11,6 +11,7 @@ interrupted run continues exactly where the last finished epoch left off with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -103,30 +104,35 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel,
     # The same sample every epoch makes the HTML page a film of the model's progress.
     preview_batch = default_collate([dataset[(0, opt.seed)]])
 
-    for epoch in range(last_epoch + 1, total_epochs + 1):
-        started = time.perf_counter()
-        mean_objective = train_one_epoch(
-            model, loader, sampler, epoch, total_epochs, report, opt.print_freq, opt.nan_policy
-        )
-        trained_rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in model.optimizers.items()}
-        learning_rate = model.update_learning_rate(mean_objective)
-        if report is not None:
-            # The checkpoint first: on a disk that fills up, the weights matter more than the pictures.
-            model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
-            with writing(f"the training page and loss plot in {experiment}", kept=saved_hint(epoch)):
-                report.end_epoch(epoch, preview_images(model, preview_batch), trained_rates, mean_objective)
-        logger.info(
-            "epoch %d/%d done in %.1f s; generator objective %.3f; next learning rate %.2g",
-            epoch,
-            total_epochs,
-            time.perf_counter() - started,
-            mean_objective,
-            learning_rate,
-        )
+    try:
+        for epoch in range(last_epoch + 1, total_epochs + 1):
+            started = time.perf_counter()
+            mean_objective = train_one_epoch(
+                model, loader, sampler, epoch, total_epochs, report, opt.print_freq, opt.nan_policy
+            )
+            trained_rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in model.optimizers.items()}
+            learning_rate = model.update_learning_rate(mean_objective)
+            if report is not None:
+                # The checkpoint first: on a disk that fills up, the weights matter more than the pictures.
+                model.save(epoch, numbered=epoch % opt.save_epoch_freq == 0 or epoch == total_epochs)
+                with writing(f"the training page and loss plot in {experiment}", kept=saved_hint(epoch)):
+                    report.end_epoch(epoch, preview_images(model, preview_batch), trained_rates, mean_objective)
+            logger.info(
+                "epoch %d/%d done in %.1f s; generator objective %.3f; next learning rate %.2g",
+                epoch,
+                total_epochs,
+                time.perf_counter() - started,
+                mean_objective,
+                learning_rate,
+            )
 
-    distributed.barrier(context)  # no process leaves before the last checkpoint is written
+        distributed.barrier(context)  # no process leaves before the last checkpoint is written
+    finally:
+        if report is not None:
+            # Flushed on every way out: the curves up to a NaN stop, Ctrl-C or a failure explain it.
+            with contextlib.suppress(OSError):
+                report.close()
     if report is not None:
-        report.close()
         logger.info("checkpoints: %s", experiment)
         logger.info("training page: %s", report.page_path)
         logger.info("loss curves: %s", report.plot_path)

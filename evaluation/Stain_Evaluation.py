@@ -46,7 +46,7 @@ from evaluation import inception, report, scoring, selection
 from experiment import SELECTION_FILE, TEST_OPTIONS
 from util.arg_types import float_in_range, positive_int
 from util.atomic import write_text_atomic
-from util.cli import run_script
+from util.cli import HelpFormatter, run_script
 from util.disk import require_writable_folder, writing
 from util.errors import EvaluationError
 from util.log import setup_logging
@@ -64,9 +64,7 @@ PIXEL_SIZE_KEYS = ("pixel_size_um", "microns_per_pixel", "mpp", "pixel_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument(
         "--results_dir", type=Path, default=DEFAULT_RESULTS, help="results/<name> folder written by test.py"
     )

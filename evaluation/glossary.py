@@ -44,7 +44,7 @@ _OD = "OD units"
 METRICS: tuple[Metric, ...] = (
     Metric("lab_swd_regions", "colour difference from real H&E, nuclei and tissue apart", "realism", False, _CIELAB,
            "The mean of the next two: how far the colours inside the nuclei are from real nuclei, and outside them "
-           "from real tissue (about 2 CIELAB units is a just-noticeable colour difference); the epoch is chosen by it."),
+           "from real tissue (sliced Wasserstein distances); the epoch is chosen by it."),
     Metric("lab_swd_nuclei", "nucleus colour difference from real nuclei", "realism", False, _CIELAB,
            "How far the colours inside the masks are from the colours of real H&E nuclei (sliced Wasserstein distance)."),
     Metric("lab_swd_tissue", "tissue colour difference from real tissue", "realism", False, _CIELAB,
@@ -76,8 +76,8 @@ METRICS: tuple[Metric, ...] = (
            "have."),
     Metric("structure_spearman", "structure kept (lightness rank correlation)", "faithfulness", True,
            "correlation, -1 to 1",
-           "Whether dark and bright places of the input stay dark and bright in the stain: 1 for any tone curve of the "
-           "input, about 0 for an output unrelated to it."),
+           "Whether dark and bright places of the input stay dark and bright in the stain: 1 for any increasing tone curve "
+           "of the input, -1 for an inverted one, about 0 for an output unrelated to it."),
     Metric("dice", "nucleus pixel overlap with the mask (Dice)", "faithfulness", True, "fraction, 0 to 1",
            "Overlap of the nucleus-coloured pixels with the mask's pixels: 1 when they coincide."),
 )  # fmt: skip

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from data.image_io import write_image
 from evaluation import metrics
-from evaluation.glossary import COUNTS, METRIC_BY_NAME, METRIC_NAMES
+from evaluation.glossary import COUNTS, METRIC_BY_NAME, METRIC_NAMES, arrow
 from evaluation.scoring import (
     BEER_LAMBERT,
     GRAY_INPUT,
@@ -106,11 +106,6 @@ def write_tables(rows: list[Row], picked: Selection, out: Path) -> None:
 def computed_metrics(rows: list[Row]) -> list[str]:
     """The metrics some row has a value for (FID/KID without weights, nucleus metrics without masks are left out)."""
     return [name for name in METRIC_NAMES if any(math.isfinite(row.scores.get(name, math.nan)) for row in rows)]
-
-
-def arrow(name: str) -> str:
-    """The direction marker of a metric (kept here for the console table's callers)."""
-    return METRIC_BY_NAME[name].arrow
 
 
 def format_table(rows: list[Row], picked: Selection, title: str) -> str:

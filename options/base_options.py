@@ -22,7 +22,7 @@ from data.transforms import PREPROCESS_MODES
 from models.networks import DISCRIMINATOR_TYPES, GENERATOR_TYPES, INIT_TYPES, NORM_TYPES
 from util.arg_types import nonnegative_int, positive_float, positive_int
 from util.cli import HelpFormatter
-from util.device import parse_gpu_ids
+from util.device import add_compute_threads_argument, parse_gpu_ids
 from util.distributed import context_from_environment
 from util.errors import OptionError
 from util.runtime import AMP_MODES
@@ -140,13 +140,7 @@ class BaseOptions:
         speed.add_argument(
             "--compile", action="store_true", help="torch.compile the networks (first iterations compile, ~1 min)"
         )
-        speed.add_argument(
-            "--compute_threads",
-            type=positive_int,
-            default=None,
-            help="CPU threads of PyTorch's operations (default: OMP_NUM_THREADS if set, else this process's "
-            "share of the CPUs less the --num_threads loader workers, at least 1)",
-        )
+        add_compute_threads_argument(speed, workers=True)
 
     def saved_defaults(self, known: argparse.Namespace) -> dict[str, Any]:
         """Defaults taken from a saved run: all of its options here; subclasses choose."""

@@ -1,4 +1,5 @@
-"""Time a training iteration and inference of cycle_gan and seg_cycle_gan, and the three extra losses alone.
+"""Time a training iteration and inference of cycle_gan, seg_cycle_gan, cut and seg_cut, with the peak memory
+of training, and the three extra losses of seg_cycle_gan alone.
 
     python scripts/benchmark.py [--netG resnet_6blocks --ngf 16 --ndf 16] [--gpu_ids -1] [--json results.json]
     python scripts/benchmark.py --amp none bf16 fp16 --channels_last off on --compile off on --no_losses
@@ -7,11 +8,21 @@
 Every combination of ``--amp``, ``--channels_last``, ``--compile``, ``--threads`` and ``--busy``
 values is timed in one run.
 
-Both models run at the same configuration on one fixed batch of real demo crops (data loading
-is not timed): ``set_input`` + ``optimize_parameters`` for training, ``G_A`` under
-``torch.no_grad`` in eval mode for inference. After ``--warmup`` calls, ``--repeats`` runs of
-``--iterations`` calls are timed and the median run is reported, so one disturbed run (the CPU
-shared with another job) does not move the result. A second table times the losses of
+Every model runs at the same configuration (generator, filters, batch, crop) on one fixed batch of
+real demo crops (data loading is not timed): ``set_input`` + ``optimize_parameters`` for training,
+``G_A`` under ``torch.no_grad`` in eval mode for inference. After ``--warmup`` calls,
+``--repeats`` runs of ``--iterations`` calls are timed and the median run is reported, so one
+disturbed run (the CPU shared with another job) does not move the result. ``cut`` and ``seg_cut``
+sample ``--num_patches`` places per layer (at most (crop_size / 4)^2). Each model but
+``cycle_gan`` also gets its time and memory as a ratio to ``cycle_gan``'s.
+
+Peak memory of training (the warm-up and timed iterations) is measured where it is honest:
+on a GPU, ``torch.cuda.max_memory_allocated`` (every tensor: weights, gradients, optimizer state,
+activations); on a Linux CPU, the peak resident memory of the process (``VmHWM``, reset through
+``/proc/self/clear_refs`` before the first iteration) less the resident memory then, after glibc
+has returned its free heap (``malloc_trim``): what the iterations add (gradients, optimizer state,
+activations, the allocator's slack), not the weights or PyTorch itself. Elsewhere it is not
+measured (null). A second table times the losses of
 :mod:`models.improved_losses` against the NumPy/OpenCV reference of
 :mod:`scripts.reference_losses`, on ``--loss_batch_size`` real crops: ``fake`` = H&E crops,
 ``real`` = other H&E crops, ``gray`` = fluorescence crops, ``mask`` = their nucleus masks.
@@ -31,6 +42,8 @@ with the device, torch version and date, for comparing runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import dataclasses
 import itertools
 import json
@@ -77,7 +90,9 @@ from util.runtime import AMP_MODES
 
 logger = logging.getLogger("benchmark")
 
-MODELS = ("cycle_gan", "seg_cycle_gan")
+MODELS = ("cycle_gan", "seg_cycle_gan", "cut", "seg_cut")
+#: The models whose PatchNCE samples ``--num_patches`` places per layer.
+CONTRASTIVE_MODELS = ("cut", "seg_cut")
 SWITCH = ("off", "on")
 #: The keys every model record of the JSON output has (tests and comparisons rely on them).
 REQUIRED_KEYS = (
@@ -99,6 +114,8 @@ REQUIRED_KEYS = (
     "train_images_per_s",
     "infer_seconds_per_batch",
     "infer_images_per_s",
+    "train_peak_memory_mb",
+    "memory_measure",
 )
 
 
@@ -125,6 +142,7 @@ class BenchmarkConfig:
     compile: bool = False
     threads: int = 1
     busy: int = 0
+    num_patches: int = 256
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -172,6 +190,61 @@ def load_average() -> float | None:
         return None
 
 
+class PeakMemory:
+    """The peak memory of the code run inside ``with`` (``bytes``; None where it cannot be measured honestly).
+
+    GPU: the peak of ``torch.cuda.max_memory_allocated`` (all live tensors). Linux CPU: the peak resident
+    memory (``VmHWM``) above the resident memory at the start, after ``malloc_trim`` gave the free heap
+    back, so memory freed earlier and kept by the allocator is not counted as free. ``measure`` says which.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.bytes: int | None = None
+        self.measure = "not measured (no GPU, and no /proc/self/clear_refs to reset the peak resident memory)"
+        self._start: int | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.measure = "peak CUDA memory of tensors (torch.cuda.max_memory_allocated)"
+        elif _reset_peak_resident_memory():
+            self._start = _status_bytes("VmRSS")
+            self.measure = "peak resident memory above the start (Linux VmHWM - VmRSS, after malloc_trim)"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device)
+        elif self._start is not None:
+            peak = _status_bytes("VmHWM")
+            self.bytes = None if peak is None else max(0, peak - self._start)
+
+
+def _status_bytes(field: str) -> int | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_resident_memory() -> bool:
+    """Give glibc's free heap back to the system, then set the peak resident memory to the current one (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+    except OSError:
+        return False
+    return _status_bytes("VmHWM") is not None and _status_bytes("VmRSS") is not None
+
+
 # -- models ---------------------------------------------------------------------------------------
 def model_options(config: BenchmarkConfig, model: str, checkpoints: Path, batch_size: int) -> argparse.Namespace:
     """The training options of ``model`` at the benchmark's configuration, through the project's own parser."""
@@ -182,6 +255,7 @@ def model_options(config: BenchmarkConfig, model: str, checkpoints: Path, batch_
         "--compute_threads", str(config.threads), "--amp", config.amp,
         *(["--channels_last"] if config.channels_last else []),
         *(["--compile"] if config.compile else []),
+        *(["--num_patches", str(config.num_patches)] if model in CONTRASTIVE_MODELS else []),
     ]  # fmt: skip
     return TrainOptions().parse(argv)
 
@@ -209,7 +283,8 @@ def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> d
 
     logger.info("timing %s training on %s", model_name, device)
     model.train_mode()
-    train_seconds = median_seconds(train_step, device, **counts)
+    with PeakMemory(device) as memory:
+        train_seconds = median_seconds(train_step, device, **counts)
 
     generator = model.networks["G_A"]
     real_A = model.to_device(batch["A"])
@@ -233,6 +308,8 @@ def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> d
         "train_images_per_s": config.batch_size / train_seconds,
         "infer_seconds_per_batch": infer_seconds,
         "infer_images_per_s": config.batch_size / infer_seconds,
+        "train_peak_memory_mb": None if memory.bytes is None else memory.bytes / 2**20,
+        "memory_measure": memory.measure,
         **counts,
     }
 
@@ -328,12 +405,12 @@ def time_losses(config: BenchmarkConfig, checkpoints: Path) -> list[dict[str, An
 # -- the whole run --------------------------------------------------------------------------------
 def busy_processes(count: int) -> ExitStack:
     """``count`` processes that keep one CPU each busy until the returned stack closes (another job's load)."""
-    stack = ExitStack()
-    for _ in range(count):
-        process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        stack.callback(process.wait)
-        stack.callback(process.kill)
-    return stack
+    with ExitStack() as stack:  # if one fails to start, those already running are stopped
+        for _ in range(count):
+            process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            stack.callback(process.wait)
+            stack.callback(process.kill)
+        return stack.pop_all()
 
 
 def default_threads() -> int:
@@ -365,14 +442,29 @@ def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
             records.append(time_model(config, model_name, Path(checkpoints)))
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # the previous model's memory, before the next one is built
-        timed = {record["model"]: record for record in records}
-        if set(MODELS) <= timed.keys():
-            cycle, seg = timed["cycle_gan"], timed["seg_cycle_gan"]
-            seg["train_time_ratio_to_cycle_gan"] = seg["seconds_per_iteration"] / cycle["seconds_per_iteration"]
-            seg["infer_time_ratio_to_cycle_gan"] = seg["infer_seconds_per_batch"] / cycle["infer_seconds_per_batch"]
+        add_ratios_to_cycle_gan(records)
         if config.losses:
             records.extend(time_losses(config, Path(checkpoints)))
     return records
+
+
+def add_ratios_to_cycle_gan(records: list[dict[str, Any]]) -> None:
+    """Each model's training time, inference time and training memory as a ratio to cycle_gan's (same config)."""
+    cycle = next((record for record in records if record["model"] == "cycle_gan"), None)
+    if cycle is None:
+        return
+    for record in records:
+        if record is cycle:
+            continue
+        record["train_time_ratio_to_cycle_gan"] = record["seconds_per_iteration"] / cycle["seconds_per_iteration"]
+        record["infer_time_ratio_to_cycle_gan"] = record["infer_seconds_per_batch"] / cycle["infer_seconds_per_batch"]
+        memory, reference = record["train_peak_memory_mb"], cycle["train_peak_memory_mb"]
+        record["train_memory_ratio_to_cycle_gan"] = memory / reference if memory and reference else None
+
+
+def ratio_label(model: str) -> str:
+    """The row of a model's ratios to cycle_gan: ``seg/cycle``, ``cut/cycle``, ``seg_cut/cycle``."""
+    return f"{model.removesuffix('_cycle_gan')}/cycle"
 
 
 # -- reporting ------------------------------------------------------------------------------------
@@ -418,30 +510,35 @@ def format_report(config: BenchmarkConfig, records: Sequence[dict[str, Any]]) ->
                 _number(record["train_images_per_s"]),
                 _number(record["infer_seconds_per_batch"] * 1000),
                 _number(record["infer_images_per_s"]),
+                "-" if record["train_peak_memory_mb"] is None else f"{record['train_peak_memory_mb']:.1f}",
             ]
             for record in models
         ]
-        for seg in [record for record in models if "train_time_ratio_to_cycle_gan" in record]:
-            train_ratio, infer_ratio = seg["train_time_ratio_to_cycle_gan"], seg["infer_time_ratio_to_cycle_gan"]
+        for other in [record for record in models if "train_time_ratio_to_cycle_gan" in record]:
+            train_ratio, infer_ratio = other["train_time_ratio_to_cycle_gan"], other["infer_time_ratio_to_cycle_gan"]
+            memory_ratio = other["train_memory_ratio_to_cycle_gan"]
             rows.append(
                 [
-                    "seg/cycle",
-                    seg["amp"],
-                    "on" if seg["channels_last"] else "off",
-                    "on" if seg["compile"] else "off",
-                    str(seg["threads"]),
-                    str(seg["busy_processes"]),
+                    ratio_label(other["model"]),
+                    other["amp"],
+                    "on" if other["channels_last"] else "off",
+                    "on" if other["compile"] else "off",
+                    str(other["threads"]),
+                    str(other["busy_processes"]),
                     f"{train_ratio:.3f}x",
                     f"{1 / train_ratio:.3f}x",
                     f"{infer_ratio:.3f}x",
                     f"{1 / infer_ratio:.3f}x",
+                    "-" if memory_ratio is None else f"{memory_ratio:.3f}x",
                 ]
             )
         header = [
             "model", "amp", "channels_last", "compile", "threads", "busy", "train ms/iter", "train img/s",
-            "infer ms/batch", "infer img/s",
+            "infer ms/batch", "infer img/s", "train peak MB",
         ]  # fmt: skip
         sections.append(format_table(header, rows))
+        measures = sorted({record["memory_measure"] for record in models})
+        sections.append("# train peak MB: " + "; ".join(measures))
     losses = [record for record in records if record["kind"] == "loss"]
     if losses:
         first = losses[0]
@@ -515,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0],
         help="other processes spinning on the CPU while timing (each count), as on a shared machine",
     )
+    parser.add_argument(
+        "--num_patches",
+        type=positive_int,
+        default=256,
+        help="places PatchNCE samples per layer in cut and seg_cut (the paper's 256; at most (crop_size / 4)^2)",
+    )
     parser.add_argument("--loss_batch_size", type=positive_int, default=4, help="real crops per loss call")
     parser.add_argument(
         "--loss_iterations", type=positive_int, default=None, help="timed loss calls per run (default --iterations)"
@@ -562,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss_batch_size=args.loss_batch_size,
                 loss_iterations=args.loss_iterations,
                 losses=not args.no_losses,
+                num_patches=args.num_patches,
             )
             threads = [default_threads() if value == "auto" else value for value in args.threads]
             settings = itertools.product(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -61,3 +62,46 @@ def test_train_test_evaluate_colorize_end_to_end(small_root: Path, tmp_path: Pat
     assert sorted(path.name for path in output.glob("*.png")) == sorted(
         path.name for path in (small_root / "testA").glob("*.png")
     )
+
+
+def test_false_turns_off_a_flag_with_a_no_form_and_lists_repeat_a_flag_given_once_per_value() -> None:
+    from evaluation.Stain_Evaluation import build_parser as evaluation_parser
+    from options.train_options import TrainOptions
+
+    parser = TrainOptions().build_parser(["--dataroot", "d"])
+    assert api.command_line(parser, tensorboard=False, continue_train=False) == ["--no-tensorboard"]
+    arguments = api.command_line(evaluation_parser(), compare=["a", "b"], guard_f1_margin=0.1)
+    assert arguments == ["--compare", "a", "--compare", "b", "--guard_f1_margin", "0.1"]
+    assert evaluation_parser().parse_args(arguments).compare == [Path("a"), Path("b")]
+
+
+def test_evaluate_reads_the_default_results_folder_when_none_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from evaluation import Stain_Evaluation
+
+    def fake_main(argv: list[str]) -> int:
+        assert argv == []
+        (tmp_path / "evaluation").mkdir()
+        (tmp_path / "evaluation" / "selection.json").write_text('{"chosen": "4", "test_epoch": "4"}')
+        (tmp_path / "evaluation" / "scores.json").write_text('[{"label": "4", "split": "test", "nucleus_f1": 0.5}]')
+        return 0
+
+    monkeypatch.setattr(Stain_Evaluation, "DEFAULT_RESULTS", tmp_path)
+    monkeypatch.setattr(Stain_Evaluation, "main", fake_main)
+    evaluation = api.evaluate()
+    assert evaluation.folder == tmp_path / "evaluation" and evaluation.row("4")["nucleus_f1"] == 0.5
+
+
+def test_a_command_run_through_the_api_logs_as_on_the_command_line(tmp_path: Path) -> None:
+    """A fresh interpreter, as in a notebook: the command's INFO and ERROR lines reach stderr."""
+    script = (
+        "import api\n"
+        "try:\n"
+        f"    api.train(dataroot={str(tmp_path / 'missing')!r}, name='x', checkpoints_dir={str(tmp_path)!r})\n"
+        "except api.CommandError as error:\n"
+        "    print('raised:', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert "raised: train.py failed (exit status 1)" in result.stdout
+    assert "ERROR " in result.stderr and "INFO " in result.stderr and "does not exist" in result.stderr

@@ -25,7 +25,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "%(default)" in text or action.required or action.default in (None, False, argparse.SUPPRESS):
+        default = action.default
+        if (
+            "%(default)" in text
+            or action.required
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+        ):
             return text
         return f"{text} (default: %(default)s)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
+from util.arg_types import positive_int
 from util.errors import OptionError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,18 @@ def compile_unavailable_reason(device: torch.device) -> str | None:
     ):
         return "compiling for the CPU needs a C++ compiler (e.g. apt install g++)"
     return None
+
+
+def add_compute_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, workers: bool) -> None:
+    """The ``--compute_threads`` flag; ``workers``: the command has ``--num_threads`` loader workers."""
+    share = "this process's share of the CPUs less the --num_threads loader workers" if workers else "the CPUs"
+    parser.add_argument(
+        "--compute_threads",
+        type=positive_int,
+        default=None,
+        help=f"CPU threads of PyTorch's operations (default: OMP_NUM_THREADS if set, which torchrun sets to 1 "
+        f"when it starts several processes, else {share} this process may use, at least 1)",
+    )
 
 
 def available_cpus() -> int:

@@ -53,3 +53,43 @@ def test_other_os_errors_are_bugs_and_keep_their_traceback() -> None:
 
     with pytest.raises(OSError):
         run_script(job)
+
+
+def test_help_shows_every_default_that_says_something() -> None:
+    import argparse
+
+    from util.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument("--rate", type=float, default=0.0, help="rate")
+    parser.add_argument("--mode", default="fast", help="mode")
+    parser.add_argument("--limit", default=None, help="limit")
+    parser.add_argument("--quiet", action="store_true", help="quiet")
+    parser.add_argument("--name", required=True, help="name")
+    text = " ".join(parser.format_help().split())
+    assert "seed (default: 0)" in text and "rate (default: 0.0)" in text and "mode (default: fast)" in text
+    assert "limit (default" not in text and "quiet (default" not in text and "name (default" not in text
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("train.py", "(default: 0)"),  # --seed
+        ("test.py", "(default: results)"),
+        ("colorize.py", "(default: 512)"),  # --tile
+        ("evaluation/Stain_Evaluation.py", "(default: 0.05)"),  # a guard
+        ("scripts/prepare_ctc.py", "(default: gold)"),  # --truth
+        ("scripts/make_demo_dataset.py", "(default:"),
+    ],
+)
+def test_every_command_s_help_shows_defaults(command: str, shown: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    result = subprocess.run(
+        [sys.executable, command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and shown in " ".join(result.stdout.split()), result.stdout[-500:]

@@ -34,6 +34,9 @@ class CycleGANModel(BaseModel):
     Subclasses add generator terms by extending :meth:`generator_losses`.
     """
 
+    #: It makes the reconstructions ``rec_A`` and ``rec_B``, which the mask-guided terms GT_rec and structure_rec read.
+    has_cycle = True
+
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
         parser.set_defaults(no_dropout=True)  # CycleGAN's ResNet generators train without dropout
@@ -126,12 +129,9 @@ class CycleGANModel(BaseModel):
         return losses
 
     def discriminator_loss(self, discriminator_name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Real images scored as real, (pooled) fakes as fake; half-weighted so D learns slower than G."""
-        discriminator = self.networks[discriminator_name]
-        loss = 0.5 * (self.gan_loss(discriminator(real), True) + self.gan_loss(discriminator(fake.detach()), False))
-        if self.opt.gan_mode == "wgangp":
-            loss = loss + networks.gradient_penalty(self.unwrapped(discriminator_name), real, fake)
-        return loss
+        """Real images scored as real, (pooled) fakes as fake: :func:`networks.discriminator_loss`."""
+        penalised = self.unwrapped(discriminator_name) if self.opt.gan_mode == "wgangp" else None
+        return networks.discriminator_loss(self.networks[discriminator_name], self.gan_loss, real, fake, penalised)
 
     def optimize_parameters(self) -> None:
         """One step: generators first (discriminators frozen), then both discriminators.

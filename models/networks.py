@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -66,14 +66,18 @@ class Generator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
+        return self.run_body(self.pad_to_fit(images))[..., :height, :width]
+
+    def pad_to_fit(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` padded at the bottom and right to the next size the network works on."""
+        height, width = images.shape[-2:]
         pad_bottom = max(-height % self.size_multiple, self.minimum_size - height)
         pad_right = max(-width % self.size_multiple, self.minimum_size - width)
         # Reflect as far as the image allows, replicate the rest. No branch on the size, and no shortcut
         # for sizes that need no padding: one path exports (ONNX) and runs for every size.
         reflect_bottom, reflect_right = min(pad_bottom, height - 1), min(pad_right, width - 1)
         padded = F.pad(images, (0, reflect_right, 0, reflect_bottom), mode="reflect")
-        padded = F.pad(padded, (0, pad_right - reflect_right, 0, pad_bottom - reflect_bottom), mode="replicate")
-        return self.run_body(padded)[..., :height, :width]
+        return F.pad(padded, (0, pad_right - reflect_right, 0, pad_bottom - reflect_bottom), mode="replicate")
 
     def run_body(self, images: torch.Tensor) -> torch.Tensor:
         """The network proper, on images whose sizes are multiples of ``size_multiple``."""
@@ -105,10 +109,21 @@ class ResnetGenerator(Generator):
 
     Two stride-2 convolutions shrink the image 4x; ``n_blocks`` residual blocks transform it;
     two transposed convolutions bring it back; tanh maps to [-1, 1].
+
+    The modules of ``body`` in order, the indices :meth:`encode` takes (CUT's PatchNCE reads them)::
+
+        0       reflection pad of 3 (the padded input pixels)     input_nc channels, H + 6
+        1-3     7x7 convolution, norm, ReLU                       ngf,     H
+        4-6     stride-2 convolution, norm, ReLU                  2 ngf,   H / 2
+        7-9     stride-2 convolution, norm, ReLU                  4 ngf,   H / 4
+        10-     the residual blocks, one index each               4 ngf,   H / 4
+        then the decoder (not an encoder layer)
     """
 
     size_multiple = 4
     minimum_size = 8  # a 2x2 bottleneck: instance norm of one value per channel is undefined
+    #: Modules of ``body`` before the first residual block.
+    encoder_stem = 10
 
     def __init__(
         self,
@@ -148,9 +163,46 @@ class ResnetGenerator(Generator):
             channels //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, output_nc, kernel_size=7), nn.Tanh()]
         self.body = nn.Sequential(*layers)
+        self.input_nc = input_nc
+        self.n_blocks = n_blocks
 
     def run_body(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
+
+    def encoder_layer_count(self) -> int:
+        """How many modules of ``body`` :meth:`encode` can read: the stem and the residual blocks (0 .. count - 1)."""
+        return self.encoder_stem + self.n_blocks
+
+    def encode(self, images: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the ``body`` modules at ``layers`` (indices, see the class docstring) for ``images``
+        (N, input_nc, H, W), padded as :meth:`forward` pads them: one (N, C, h, w) map per index, in
+        ascending order of index. Runs only as far as the deepest index; adds no module, so checkpoints
+        are unchanged."""
+        wanted = sorted(set(layers))
+        if not wanted or wanted[0] < 0 or wanted[-1] >= self.encoder_layer_count():
+            raise ValueError(f"encoder layers must lie in 0..{self.encoder_layer_count() - 1}, got {list(layers)}")
+        features = []
+        x = self.pad_to_fit(images)
+        for index in range(wanted[-1] + 1):
+            x = self.body[index](x)
+            if index in wanted:
+                # The next module may be an in-place ReLU, which would overwrite the kept map.
+                follower = self.body[index + 1]
+                features.append(x.clone() if getattr(follower, "inplace", False) else x)
+        return features
+
+    def feature_shapes(self, layers: Sequence[int], height: int, width: int) -> list[tuple[int, int, int]]:
+        """(channels, h, w) of :meth:`encode`'s maps for an image of ``height`` x ``width``: a dry run on a blank
+        image in eval mode, without gradients (batch norm's running statistics stay as they are)."""
+        was_training = self.training
+        self.eval()
+        try:
+            parameter = next(self.parameters())
+            blank = parameter.new_zeros(1, self.input_nc, height, width)
+            with torch.no_grad():
+                return [(int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for f in self.encode(blank, layers)]
+        finally:
+            self.train(was_training)
 
 
 class UnetGenerator(Generator):
@@ -267,6 +319,30 @@ class PixelDiscriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
+
+
+class ProjectionHeads(nn.Module):
+    """CUT's projection heads (``netF`` ``mlp_sample``): one two-layer MLP per encoder layer PatchNCE reads.
+
+    Each maps the features of sampled locations, (N, P, channels[i]), to (N, P, units) unit vectors
+    (L2-normalised), the space in which PatchNCE compares input and output patches. The input sizes are
+    the channel counts of the chosen layers, known from the generator's architecture
+    (:meth:`ResnetGenerator.feature_shapes`), so the heads exist, and are optimised and saved, from the
+    start like every other network.
+    """
+
+    def __init__(self, channels: Sequence[int], units: int = 256) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, units), nn.ReLU(inplace=True), nn.Linear(units, units)) for width in channels
+        )
+
+    def forward(self, patches: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(patches) != len(self.heads):
+            raise ValueError(f"{len(self.heads)} projection heads, but features of {len(patches)} layers")
+        return [
+            F.normalize(head(features), dim=-1, eps=1e-7) for head, features in zip(self.heads, patches, strict=True)
+        ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,6 +464,23 @@ def gradient_penalty(
     scores = discriminator(mixed)
     (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return weight * ((gradients.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def discriminator_loss(
+    discriminator: nn.Module,
+    gan_loss: GANLoss,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    penalised: nn.Module | None = None,
+) -> torch.Tensor:
+    """Real images scored as real, fakes (detached) as fake, half-weighted so D learns slower than G.
+
+    ``penalised``, the discriminator without its DDP wrapper, adds the WGAN-GP penalty (``--gan_mode wgangp``).
+    """
+    loss = 0.5 * (gan_loss(discriminator(real), True) + gan_loss(discriminator(fake.detach()), False))
+    if penalised is not None:
+        loss = loss + gradient_penalty(penalised, real, fake)
+    return loss
 
 
 # ----------------------------------------------------------------------------------------------

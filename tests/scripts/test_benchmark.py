@@ -11,7 +11,16 @@ import pytest
 import torch
 
 from models import improved_losses
-from scripts.benchmark import REQUIRED_KEYS, BenchmarkConfig, format_table, main, run_benchmark
+from scripts.benchmark import (
+    REQUIRED_KEYS,
+    BenchmarkConfig,
+    PeakMemory,
+    add_ratios_to_cycle_gan,
+    format_table,
+    main,
+    ratio_label,
+    run_benchmark,
+)
 from scripts.reference_losses import (
     reference_color_variation_loss,
     reference_gt_loss,
@@ -23,12 +32,12 @@ from util.errors import DatasetError
 
 TINY = [
     "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--crop_size", "32", "--gpu_ids", "-1",
-    "--iterations", "1", "--warmup", "1", "--repeats", "1", "--loss_batch_size", "1",
+    "--iterations", "1", "--warmup", "1", "--repeats", "1", "--loss_batch_size", "1", "--num_patches", "16",
 ]  # fmt: skip
 
 
 @pytest.mark.slow
-def test_json_has_both_models_every_key_and_finite_numbers(
+def test_json_has_every_model_every_key_and_finite_numbers(
     small_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "benchmark.json"
@@ -36,7 +45,7 @@ def test_json_has_both_models_every_key_and_finite_numbers(
     records = json.loads(output.read_text(encoding="utf-8"))
 
     models = [record for record in records if record["kind"] == "train"]
-    assert [record["model"] for record in models] == ["cycle_gan", "seg_cycle_gan"]
+    assert [record["model"] for record in models] == ["cycle_gan", "seg_cycle_gan", "cut", "seg_cut"]
     for record in models:
         assert set(REQUIRED_KEYS) <= record.keys()
         assert (record["netG"], record["ngf"], record["batch_size"], record["crop_size"]) == (
@@ -53,7 +62,10 @@ def test_json_has_both_models_every_key_and_finite_numbers(
         )
         for key in ("seconds_per_iteration", "train_images_per_s", "infer_seconds_per_batch", "infer_images_per_s"):
             assert math.isfinite(record[key]) and record[key] > 0, key
-    assert models[1]["train_time_ratio_to_cycle_gan"] > 0
+        assert record["train_peak_memory_mb"] is None or record["train_peak_memory_mb"] >= 0
+    for record in models[1:]:
+        assert record["train_time_ratio_to_cycle_gan"] > 0 and record["infer_time_ratio_to_cycle_gan"] > 0
+    assert "train_time_ratio_to_cycle_gan" not in models[0]
 
     losses = {record["loss"]: record for record in records if record["kind"] == "loss"}
     assert losses.keys() == {"gt", "structure", "color", "color (numpy ref.)"}
@@ -63,6 +75,36 @@ def test_json_has_both_models_every_key_and_finite_numbers(
 
     printed = capsys.readouterr().out
     assert "seg/cycle" in printed and "speed-up fwd" in printed and torch.__version__ in printed
+    assert "cut/cycle" in printed and "seg_cut/cycle" in printed and "train peak MB" in printed
+
+
+def test_peak_memory_sees_what_the_iterations_allocate() -> None:
+    """The CPU measure (peak resident memory above the start) sees a 64 MB tensor made and freed inside."""
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(16 * 2**20)  # 64 MB, written so its pages are resident
+        del block
+    if memory.bytes is None:
+        pytest.skip(f"no honest CPU measure here: {memory.measure}")
+    assert 60 * 2**20 < memory.bytes < 200 * 2**20 and "VmHWM" in memory.measure
+    with PeakMemory(torch.device("cpu")) as small:
+        torch.ones(1000)
+    assert small.bytes is not None and small.bytes < 16 * 2**20
+
+
+def test_ratios_to_cycle_gan_cover_every_other_model_and_are_labelled_by_model() -> None:
+    records = [
+        {"model": name, "seconds_per_iteration": seconds, "infer_seconds_per_batch": 0.01, "train_peak_memory_mb": mb}
+        for name, seconds, mb in (("cycle_gan", 0.2, 100.0), ("cut", 0.1, 40.0), ("seg_cut", 0.12, None))
+    ]
+    add_ratios_to_cycle_gan(records)
+    assert records[1]["train_time_ratio_to_cycle_gan"] == pytest.approx(0.5)
+    assert records[1]["train_memory_ratio_to_cycle_gan"] == pytest.approx(0.4)
+    assert records[2]["train_memory_ratio_to_cycle_gan"] is None
+    assert [ratio_label(name) for name in ("seg_cycle_gan", "cut", "seg_cut")] == [
+        "seg/cycle",
+        "cut/cycle",
+        "seg_cut/cycle",
+    ]
 
 
 def test_reference_hsv_loss_is_zero_for_identical_images_and_grows_with_a_colour_shift(demo_root: Path) -> None:

@@ -214,6 +214,15 @@ def output_files(folder: Path, stem: str, pages: int, extension: str, preview: b
     return [folder / name for name in names]
 
 
+def input_stem(path: Path) -> str:
+    """An input's name without its extension, ``.ome.tif`` counted as one (``x.ome.tif`` -> ``x``)."""
+    name = path.name
+    for ending in (".ome.tif", ".ome.tiff"):
+        if name.lower().endswith(ending) and len(name) > len(ending):
+            return name[: -len(ending)]
+    return path.stem
+
+
 def plan_outputs(inputs: Sequence[tuple[Path, Path, int]], extension: str, preview: bool) -> list[Job]:
     """Give every input, (path, output subfolder, pages) in input order, output names no other input has.
 
@@ -233,22 +242,22 @@ def plan_outputs(inputs: Sequence[tuple[Path, Path, int]], extension: str, previ
 
     jobs: list[Job | None] = []
     for path, folder, pages in inputs:
-        files = output_files(folder, path.stem, pages, extension, preview)
+        files = output_files(folder, input_stem(path), pages, extension, preview)
         if taken(files) is None:
             claim(files, path)
-            jobs.append(Job(path, folder, path.stem, pages))
+            jobs.append(Job(path, folder, input_stem(path), pages))
         else:
             jobs.append(None)
     renamed = 0
     for index, (path, folder, pages) in enumerate(inputs):
         if jobs[index] is not None:
             continue
-        own = output_files(folder, path.stem, pages, extension, preview)
+        own = output_files(folder, input_stem(path), pages, extension, preview)
         owner = taken(own)
         number = 2
-        while taken(output_files(folder, f"{path.stem}_{number}", pages, extension, preview)) is not None:
+        while taken(output_files(folder, f"{input_stem(path)}_{number}", pages, extension, preview)) is not None:
             number += 1
-        stem = f"{path.stem}_{number}"
+        stem = f"{input_stem(path)}_{number}"
         files = output_files(folder, stem, pages, extension, preview)
         claim(files, path)
         jobs[index] = Job(path, folder, stem, pages)

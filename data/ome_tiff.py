@@ -98,6 +98,7 @@ def write_ome_pyramid(
                         photometric="rgb",
                         compression="zlib",
                         compressionargs={"level": COMPRESSION_LEVEL},
+                        buffersize=tile * tile * 3 * -(-level_width // tile),  # a row of tiles at a time
                         **_level_options(level, len(shapes), shapes[0], (level_height, level_width), pixel_size),
                     )
         finally:
@@ -149,7 +150,7 @@ def _tiles(rows: Iterable[np.ndarray], height: int, width: int, tile: int) -> It
         while count >= tile:
             strip = pending[0] if len(pending) == 1 else np.concatenate(pending)
             yield from _cut(strip[:tile], width, tile)
-            pending = [strip[tile:]] if len(strip) > tile else []
+            pending = [strip[tile:].copy()] if len(strip) > tile else []  # a copy frees the strip
             count -= tile
     if count:
         yield from _cut(pending[0] if len(pending) == 1 else np.concatenate(pending), width, tile)

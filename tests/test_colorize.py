@@ -1,4 +1,5 @@
-"""colorize.py end to end with a tiny trained experiment: sizes, 16-bit, TIFF stacks, bad input, failing disks."""
+"""colorize.py end to end with a tiny trained experiment: sizes, 16-bit, TIFF stacks, channels, pyramidal OME-TIFF,
+pixel sizes, bad input, failing disks."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import shlex
 import struct
 import sys
 import time
+import xml.etree.ElementTree as ElementTree
 import zlib
 from pathlib import Path
 
 import numpy as np
+import openslide
 import pytest
 import tifffile
 
 import colorize
 from data.image_io import MAX_PIXELS, read_array, write_image
+from data.image_layout import read_layout
 from tests.helpers import run_on_small_disk
 
 SOURCE = Path(__file__).resolve().parents[1] / "datasets" / "sources" / "fluo_nuclei_dsb2018" / "image.tif"
@@ -320,3 +324,174 @@ def test_a_disk_that_fills_up_ends_the_run_in_one_line_keeping_what_was_written(
     ) in finished.stderr.splitlines()
     assert sorted(path.name for path in kept.iterdir()) == ["a.png", "b.png"]  # no half-written c.png, no temporary
     assert read_array(kept / "a.png").shape == read_array(kept / "b.png").shape == (24, 24, 3)
+
+
+# -- pyramidal OME-TIFF, channels, pixel sizes ------------------------------------------------------
+
+
+def mosaic16(height: int, width: int) -> np.ndarray:
+    """The real 16-bit frame mirrored out to ``height`` x ``width``."""
+    frame = tifffile.imread(SOURCE)
+    return np.pad(frame, ((0, max(0, height - 512)), (0, max(0, width - 512))), mode="symmetric")[:height, :width]
+
+
+def level_region(slide: openslide.OpenSlide, level: int) -> np.ndarray:
+    width, height = slide.level_dimensions[level]
+    return np.asarray(slide.read_region((0, 0), level, (width, height)))[:, :, :3]
+
+
+def ome_pixel_size(path: Path) -> tuple[str | None, str | None]:
+    with tifffile.TiffFile(path) as tiff:
+        pixels = next(item for item in ElementTree.fromstring(tiff.ome_metadata).iter() if item.tag.endswith("Pixels"))
+    return pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeY")
+
+
+def test_ome_tiff_output_is_a_calibrated_pyramid_that_openslide_reads_as_the_png(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = tmp_path / "mosaic.ome.tif"
+    tifffile.imwrite(image, mosaic16(600, 1100), metadata={"axes": "YX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65})
+    arguments = ("--input", str(image), "--tile", "256", "--overlap", "32")
+    assert run(trained_experiment, *arguments, "--output", str(tmp_path / "png")) == 0
+    assert (
+        run(trained_experiment, *arguments, "--output", str(tmp_path / "ome"), "--format", "ome-tiff", "--preview") == 0
+    )
+    written = tmp_path / "ome" / "mosaic.ome.tif"
+    assert sorted(path.name for path in (tmp_path / "ome").iterdir()) == [written.name, "mosaic_preview.png"]
+
+    slide = openslide.OpenSlide(written)  # a reader that is not ours
+    assert slide.properties["openslide.vendor"] == "generic-tiff"
+    assert slide.level_count == 3 and slide.level_dimensions == ((1100, 600), (550, 300), (275, 150))
+    assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(0.65)
+    assert np.array_equal(level_region(slide, 0), read_array(tmp_path / "png" / "mosaic.png"))
+    slide.close()
+    assert ome_pixel_size(written) == ("0.65", "0.65")
+    assert read_array(tmp_path / "ome" / "mosaic_preview.png").shape == (150, 550, 3)  # thumbnail-sized
+    assert f"{image}: pixel size 0.65 um (OME PhysicalSizeX/Y)" in caplog.text
+
+
+def test_the_pixel_size_is_given_or_its_absence_said(
+    trained_experiment: tuple[Path, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    image = tmp_path / "frame.tif"
+    tifffile.imwrite(image, tifffile.imread(SOURCE)[:64, :80])  # no resolution unit: no physical size
+    output = tmp_path / "out"
+    assert run(trained_experiment, "--input", str(image), "--output", str(output), "--format", "ome-tiff") == 0
+    assert ome_pixel_size(output / "frame.ome.tif") == (None, None)
+    assert (
+        f"{image} records no pixel size: its output carries none (viewers show pixels, no scale bar); give one with "
+        "--pixel_size_um"
+    ) in caplog.text
+    arguments = ("--input", str(image), "--output", str(output), "--overwrite")
+    assert run(trained_experiment, *arguments, "--format", "ome-tiff", "--pixel_size_um", "0.5") == 0
+    assert ome_pixel_size(output / "frame.ome.tif") == ("0.5", "0.5")
+    assert run(trained_experiment, *arguments, "--format", "tif", "--pixel_size_um", "0.25") == 0
+    assert read_layout(output / "frame.tif").pixel_size.x_um == pytest.approx(0.25)  # resolution tags in cm
+
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            colorize.build_parser().parse_args(["--name", "x", "--input", "y", "--output", "z", "--pixel_size_um", bad])
+        assert f"argument --pixel_size_um: must be a finite number > 0, got {bad}" in capsys.readouterr().err
+
+
+def test_the_nuclear_channel_of_a_multichannel_file_is_colorized_as_the_channel_alone(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nuclei = tifffile.imread(SOURCE)[:96, :128]
+    other = np.flipud(nuclei) // 3 + 7  # another stain: the output must not depend on it
+    inputs, alone = tmp_path / "in", tmp_path / "alone"
+    inputs.mkdir()
+    alone.mkdir()
+    tifffile.imwrite(
+        inputs / "cells.ome.tif",
+        np.stack([other, nuclei]),
+        metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "DAPI"]}},
+    )
+    tifffile.imwrite(alone / "cells.tif", nuclei)
+    assert run(trained_experiment, "--input", str(alone), "--output", str(tmp_path / "expected")) == 0
+    expected = read_array(tmp_path / "expected" / "cells.png")
+    for channel in ("DAPI", "1"):
+        output = tmp_path / f"by_{channel}"
+        assert run(trained_experiment, "--input", str(inputs), "--output", str(output), "--channel", channel) == 0
+        assert np.array_equal(read_array(output / "cells.png"), expected)
+    assert f"{inputs / 'cells.ome.tif'}: OME-TIFF, C 2 (channel); channel 1 'DAPI' is colorized" in caplog.text
+
+    caplog.clear()
+    path = inputs / "cells.ome.tif"
+    for flags, message in (
+        ((), f"skipped: OME-TIFF {path} has 2 channels (0 'GFP', 1 'DAPI'); pass --channel with the one that shows the nuclei (its number or name)"),
+        (("--channel", "2"), f"skipped: --channel 2 is out of range for OME-TIFF {path}, which has 2 channel(s): 0 'GFP', 1 'DAPI'"),
+        (("--channel", "Hoechst"), f"skipped: --channel 'Hoechst': OME-TIFF {path} has no channel of that name; its channels: 0 'GFP', 1 'DAPI'"),
+    ):  # fmt: skip
+        assert run(trained_experiment, "--input", str(inputs), "--output", str(tmp_path / "refused"), *flags) == 1
+        assert errors(caplog) == [message]
+        caplog.clear()
+    assert not list((tmp_path / "refused").glob("*.png"))
+
+
+def test_a_time_series_of_z_stacks_is_colorized_image_by_image_and_its_axes_told(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = tifffile.imread(SOURCE)[:48, :40]
+    data = np.stack(
+        [np.stack([np.stack([frame + 50 * (3 * time + depth), frame // 2]) for depth in range(3)]) for time in range(2)]
+    )
+    path = tmp_path / "series.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "TZCYX", "Channel": {"Name": ["DAPI", "GFP"]}})
+    output = tmp_path / "out"
+    assert run(trained_experiment, "--input", str(path), "--output", str(output), "--channel", "DAPI") == 0
+    assert sorted(item.name for item in output.iterdir()) == [f"series_p{index:03d}.png" for index in range(6)]
+    assert (
+        f"{path}: OME-TIFF, T 2 (time) x Z 3 (depth) x C 2 (channel); 6 images (channel 0 'DAPI' of each) colorized "
+        "as series_p000.png ... series_p005.png in T, Z order"
+    ) in caplog.text
+
+
+def test_an_ome_tiff_whose_declared_size_disagrees_with_its_data_is_named_and_skipped(
+    trained_experiment: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "good.tif", tifffile.imread(SOURCE)[:32, :32])
+    tifffile.imwrite(inputs / "bad.ome.tif", tifffile.imread(SOURCE)[:32, :48], metadata={"axes": "YX"})
+    tifffile.tiffcomment(
+        inputs / "bad.ome.tif", tifffile.tiffcomment(inputs / "bad.ome.tif").replace('SizeY="32"', 'SizeY="3200"')
+    )
+    output = tmp_path / "out"
+    assert run(trained_experiment, "--input", str(inputs), "--output", str(output), "--format", "ome-tiff") == 1
+    assert errors(caplog) == [
+        f"skipped: OME-TIFF {inputs / 'bad.ome.tif'} declares 48x3200 pixels in 1 plane(s) (Z 1, C 1, T 1) in its "
+        "OME-XML, but its TIFF data hold 1 page(s), the first 48x32: the metadata disagrees with the pixel data (a "
+        "truncated file, or metadata edited by hand); export the image again"
+    ]
+    assert [item.name for item in output.iterdir()] == ["good.ome.tif"]
+
+
+@pytest.mark.small_disk
+def test_a_disk_that_fills_up_mid_pyramid_removes_the_partial_file_and_keeps_the_others(
+    trained_experiment: tuple[Path, str], tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_image(inputs / "a.png", gray8(24, 24))
+    write_image(inputs / "b.png", gray8(24, 24, offset=24))
+    write_image(inputs / "c.png", np.random.default_rng(0).integers(0, 256, (600, 700), dtype=np.uint8))
+    mount, kept = tmp_path / "small", tmp_path / "kept"
+    output = mount / "out"
+    script = (
+        f"{command_line(trained_experiment, '--input', inputs, '--output', output, '--format', 'ome-tiff')}; "
+        f"echo status $?; cp -r {shlex.quote(str(output))} {shlex.quote(str(kept))}"
+    )
+    finished = run_on_small_disk(mount, script, size="256k")
+    assert "status 1" in finished.stdout, finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert (
+        f"ERROR cannot write {output / 'c.ome.tif'}: the disk is full. The partial file was removed; 2 of 3 colorized "
+        f"image(s) were written to {output} and are complete. Free some space or choose another --output, and run "
+        "again (--overwrite redoes them)"
+    ) in finished.stderr.splitlines()
+    assert sorted(path.name for path in kept.iterdir()) == ["a.ome.tif", "b.ome.tif"]  # no partial file, no spool
+    assert openslide.OpenSlide(kept / "a.ome.tif").level_dimensions == ((24, 24),)

@@ -101,6 +101,7 @@ def bundle(args: argparse.Namespace) -> Path:
         if label in test_rows
     }
     record = model_record(args, options, architecture, selection, str(epoch), scores)
+    record["demo_data"] = settings.get("command") == "make_demo_dataset"
     with staged_output(args.output, overwrite=True) as staging:
         shutil.copyfile(network_file, staging / network_file.name)
         shutil.copyfile(network_file, staging / checkpoint.network_file_name("latest", "G_A"))
@@ -130,7 +131,7 @@ def model_record(
     f1 = scores.get(epoch, {}).get("nucleus_f1")
     summary = (
         f"{options.get('model', '?')}, {architecture['netG']}, {architecture['ngf']} filters, epoch {epoch} of {epochs} "
-        f"chosen by the evaluation; trained on the demo data of one fluorescence and one H&E image"
+        f"chosen by the evaluation; trained on {options.get('dataroot')}"
         + (f"; test nucleus F1 {f1:.2f}" if isinstance(f1, int | float) else "")
     )
     flags = ("model", "netG", "ngf", "ndf", "n_epochs", "n_epochs_decay", "save_epoch_freq", "seed")
@@ -141,6 +142,7 @@ def model_record(
         "summary": summary,
         "epoch": epoch,
         "epochs_trained": epochs,
+        "model": options.get("model"),
         "architecture": architecture,
         "trained_on": str(options.get("dataroot")),
         "training_command": command,
@@ -158,6 +160,34 @@ def model_record(
     }
 
 
+#: The model card's account of the demo data (``scripts/make_demo_dataset.py``), and of any other dataset.
+DEMO_DATA = """**What it was trained on.** `datasets/demo` (`scripts/make_demo_dataset.py`): 25 crops of 128x128 from
+one 2018 Data Science Bowl fluorescence image of nuclei (16-bit, inverted so nuclei are dark, with
+their masks) and 48 crops of one TCIA H&E image. `preparation.json` holds the intensity rule of those
+crops (percentile stretch between the 0.5th and 99.5th percentile, inverted), which `colorize.py`
+applies to raw frames.
+
+**Test scores** (the demo's test split: 7 crops of another region of the same fluorescence image,
+against 25 crops of a second, independent H&E image):"""
+DEMO_USE = """**Good for:** trying `colorize.py`, its tiling, the OME-TIFF output and a slide viewer at once,
+without training; a first look at fluorescence nuclei images like the demo frame (similar nucleus
+size in pixels, nuclei bright in the raw frame, one nuclear channel).
+
+**Not good for:** anything that matters. It learned from one fluorescence image and one H&E slide:
+it knows one lab's stain and one cell line's nuclei at one scale; it paints nuclei on an even
+background, with no cytoplasm or tissue structure (the input has none); other magnifications, other
+stains, tissue sections and brightfield images are outside what it saw, and its colours on the
+independent test slide are further from real H&E than on the slide it learned from. Train a model on
+your own data (README: Preparing the real datasets) before drawing conclusions, and never use a
+virtual stain for diagnosis."""
+OTHER_DATA = """**What it was trained on.** `{dataroot}` (see its `manifest.csv`); `preparation.json` holds the
+intensity rule of its crops, which `colorize.py` applies to raw frames.
+
+**Test scores** (the test split of that dataset):"""
+OTHER_USE = """**Good for:** images like those of its training data. **Not good for:** anything its test split does
+not represent; never for diagnosis."""
+
+
 def model_card(record: dict[str, Any]) -> str:
     """README.md of the bundle, from ``record``."""
     architecture = record["architecture"]
@@ -171,41 +201,30 @@ def model_card(record: dict[str, Any]) -> str:
         ]
         lines.append(f"| {'this model, epoch ' + label if label == epoch else label} | " + " | ".join(shown) + " |")
     table = "\n".join(lines)
-    return f"""# {record["name"]}: the demo configuration, trained on the demo data
+    demo = record.get("demo_data", False)
+    data = DEMO_DATA if demo else OTHER_DATA.format(dataroot=record["trained_on"])
+    title = "the demo configuration, trained on the demo data" if demo else f"trained on {record['trained_on']}"
+    return f"""# {record["name"]}: {title}
 
 `python colorize.py --name {record["name"]} --input my_image.tif --output colorized/` uses it when
-`checkpoints/` holds no experiment of that name. Regenerate it with `make pretrained`.
+`checkpoints/` holds no experiment of that name. `make pretrained` regenerates the demo's.
 
-**What it is.** `G_A` (gray to H&E) of a `seg_cycle_gan`: {architecture["netG"]}, {architecture["ngf"]}
-filters, {architecture["norm"]} norm, 1 input channel, 3 output channels; epoch {epoch} of
-{record["epochs_trained"]}, the epoch the evaluation chose on the {record["chosen_on"]} split (most realistic by
-`{record["chosen_by"]}` among the epochs that passed the faithfulness guards). Made on {record["made"]["date"]}
-(torch {record["made"]["torch"]}, {record["made"]["machine"]} CPU) by:
+**What it is.** `G_A` (gray to H&E) of a `{record["model"]}`: {architecture["netG"]}, {architecture["ngf"]}
+filters, {architecture["norm"]} norm, {architecture["input_nc"]} input channel(s), {architecture["output_nc"]}
+output channels; epoch {epoch} of {record["epochs_trained"]}, the epoch the evaluation chose on the
+{record["chosen_on"]} split (the most realistic by `{record["chosen_by"]}` among the epochs that passed the
+faithfulness guards). Made on {record["made"]["date"]} (torch {record["made"]["torch"]}, {record["made"]["machine"]})
+by
 
     {record["training_command"]}
 
 then `test.py --epoch all`, `evaluation/Stain_Evaluation.py` and `scripts/bundle_model.py`.
 
-**What it was trained on.** `datasets/demo` (`scripts/make_demo_dataset.py`): 25 crops of 128x128 from
-one 2018 Data Science Bowl fluorescence image of nuclei (16-bit, inverted so nuclei are dark, with
-their masks) and 48 crops of one TCIA H&E image. `preparation.json` holds the intensity rule of those
-crops (percentile stretch, inversion), which `colorize.py` applies to raw frames.
-
-**Test scores** (the demo's test split: 7 crops of another region of the same fluorescence image,
-against 25 crops of a second, independent H&E image):
+{data}
 
 {table}
 
-**Good for:** trying `colorize.py`, the tiling, the OME-TIFF output and the viewers at once, without
-training; a first look at fluorescence nuclei images like the demo frame (similar nucleus size in
-pixels and contrast, nuclei bright in the raw frame).
-
-**Not good for:** anything that matters. It learned from one fluorescence image and one H&E slide:
-it knows one lab's stain and one cell line's nuclei, at one scale; it paints nuclei and a uniform
-background, no cytoplasm or tissue structure (the input has none); other magnifications, other
-stains, tissue sections or brightfield images are outside what it saw. Train your own model on
-your data (README: Preparing the real datasets) before drawing conclusions, and never use a
-virtual stain for diagnosis.
+{DEMO_USE if demo else OTHER_USE}
 """
 
 

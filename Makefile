@@ -46,3 +46,16 @@ results: dataset
 # demo.ipynb run top to bottom from an empty notebook_run/ and stored with its outputs (minutes on two CPU cores).
 notebook: setup
 	$(BIN)/python scripts/run_notebook.py --fresh
+
+# The model colorize.py --name demo_pretrained uses without training (models/pretrained/demo_pretrained, committed):
+# the demo configuration trained on the demo data, every saved epoch tested and evaluated, the chosen epoch's G_A
+# bundled with its options, intensity rule and scores (about 10 minutes on two CPU cores). A finished run is reused.
+PRETRAINED_NAME := demo_pretrained
+.PHONY: pretrained
+pretrained: dataset
+	$(BIN)/python train.py --dataroot datasets/demo --name $(PRETRAINED_NAME) $(DEMO_MODEL) $(DEMO_SCHEDULE) \
+		$$([ -f checkpoints/$(PRETRAINED_NAME)/latest_net_G_A.pth ] && echo --continue_train)
+	$(BIN)/python test.py --name $(PRETRAINED_NAME) --epoch all
+	$(BIN)/python evaluation/Stain_Evaluation.py --results_dir results/$(PRETRAINED_NAME) --dataroot datasets/demo
+	$(BIN)/python scripts/bundle_model.py --name $(PRETRAINED_NAME) --dataroot datasets/demo \
+		--output models/pretrained/$(PRETRAINED_NAME)

@@ -467,7 +467,10 @@ def colorize(args: argparse.Namespace) -> tuple[int, int]:
     with spoken_by_main(context):
         configure_compute_threads(args.compute_threads, loader_workers=0, processes_per_machine=processes_per_machine())
         experiment, results_dir, bundled = find_model(args)
-    label = experiment.chosen_epoch(args.epoch, results_dir)
+    # A bundled model holds one numbered epoch, which is its latest.
+    epochs = experiment.saved_epochs() if bundled else []
+    requested = str(epochs[-1]) if epochs and args.epoch == "latest" else args.epoch
+    label = experiment.chosen_epoch(requested, results_dir)
     inputs = find_inputs(args.input, args.output)
     experiment.require_checkpoint(label)  # a wrong epoch is told before the output folder is made
     require_writable_folder(args.output, "--output")

@@ -6,9 +6,8 @@
 Takes the epoch ``evaluation/Stain_Evaluation.py`` chose for ``checkpoints/<name>`` (refused when no
 epoch passed its faithfulness guards) and writes into ``--output``, replacing it only once complete:
 
-- ``<epoch>_net_G_A.pth`` and ``latest_net_G_A.pth``: that epoch's ``G_A`` with its stored
-  architecture, the same bytes twice (git keeps one copy), so ``--epoch latest`` (the default),
-  ``--epoch <epoch>`` and ``--epoch best`` all load it;
+- ``<epoch>_net_G_A.pth``: that epoch's ``G_A`` with its stored architecture (colorize.py loads it
+  for ``--epoch latest``, the default, as for ``--epoch <epoch>`` and ``--epoch best``);
 - ``train_opt.json``: the training options; ``preparation.json``: the intensity rule of the training
   data (``--dataroot``), which colorize.py applies to raw frames;
 - ``evaluation/selection.json`` and ``evaluation/scores.csv``: the evaluation's choice and scores;
@@ -104,7 +103,6 @@ def bundle(args: argparse.Namespace) -> Path:
     record["demo_data"] = settings.get("command") == "make_demo_dataset"
     with staged_output(args.output, overwrite=True) as staging:
         shutil.copyfile(network_file, staging / network_file.name)
-        shutil.copyfile(network_file, staging / checkpoint.network_file_name("latest", "G_A"))
         write_json(staging / "train_opt.json", options)
         write_json(staging / SETTINGS_NAME, settings)
         (staging / "evaluation").mkdir()

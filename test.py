@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from experiment import TEST_OPTIONS, TRAIN_OPTIONS, Experiment, epoch_order, sav
 from models import create_model
 from models.base_model import BaseModel
 from options.test_options import TestOptions
-from util.cli import run_command
+from util.cli import exit_quickly, run_command
 from util.disk import require_writable_folder
 from util.html import HTMLPage
 from util.progress import progress_bar
@@ -137,4 +136,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quickly(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from models import create_model
 from models.base_model import BaseModel
 from options.train_options import TrainOptions
 from util import distributed
-from util.cli import run_command
+from util.cli import exit_quickly, run_command
 from util.disk import writing
 from util.errors import TrainingError
 from util.loss_log import LossReport
@@ -135,7 +134,8 @@ def train_model(opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel,
     if report is not None:
         logger.info("checkpoints: %s", experiment)
         logger.info("training page: %s", report.page_path)
-        logger.info("loss curves: %s", report.plot_path)
+        if report.plot_path.is_file():
+            logger.info("loss curves: %s", report.plot_path)
         if opt.tensorboard:
             logger.info("TensorBoard: tensorboard --logdir %s", report.tensorboard_path)
     return experiment
@@ -260,4 +260,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quickly(main())

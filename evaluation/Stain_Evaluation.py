@@ -46,7 +46,7 @@ from evaluation import inception, report, scoring, selection
 from experiment import SELECTION_FILE, TEST_OPTIONS
 from util.arg_types import float_in_range, positive_int
 from util.atomic import write_text_atomic
-from util.cli import HelpFormatter, run_script
+from util.cli import HelpFormatter, exit_quickly, run_script
 from util.disk import require_writable_folder, writing
 from util.errors import EvaluationError
 from util.log import setup_logging
@@ -590,4 +590,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quickly(main())

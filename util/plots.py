@@ -45,7 +45,13 @@ def plot_loss_curves(
     title: str,
     weights: Mapping[str, LossWeight] | None = None,
 ) -> Path | None:
-    """Save :func:`loss_figure` as a PNG at ``path``; None (and no file) when there is nothing to draw."""
+    """Save :func:`loss_figure` as a PNG at ``path``; None (and no file) when there is nothing to draw.
+
+    Nothing is drawn before the log has two reports: one report makes dots, not curves, and importing
+    matplotlib and drawing takes about a second, which would make a short run noticeably slower.
+    """
+    if len(rows) < 2:
+        return None
     figure = loss_figure(rows, loss_names, title, weights)
     if figure is None:
         return None

@@ -1,5 +1,6 @@
-"""Train, test and evaluate the demo configuration of cycle_gan, seg_cycle_gan and seg_cycle_gan with each
-loss off, for several seeds; write the table and the image grid that README.md and docs/results.md show.
+"""Train, test and evaluate the demo configuration of cycle_gan, seg_cycle_gan, seg_cycle_gan with each
+loss off, and the one-sided cut and seg_cut, for several seeds; write the table and the image grid that
+README.md and docs/results.md show.
 
     python scripts/ablation.py [--seeds 0 1] [--configurations all] [--jobs 2] [--threads 1]
 
@@ -62,6 +63,8 @@ CONFIGURATIONS = {
     "seg_cycle_gan without GT": ("--model", "seg_cycle_gan", "--lambda_gt", "0"),
     "seg_cycle_gan without structure": ("--model", "seg_cycle_gan", "--lambda_cv", "0"),
     "seg_cycle_gan without colour": ("--model", "seg_cycle_gan", "--lambda_color", "0"),
+    "cut": ("--model", "cut"),
+    "seg_cut": ("--model", "seg_cut"),
 }
 #: The table's columns: the realism axis, then the faithfulness axis.
 COLUMNS = ("lab_swd_regions", "lab_swd", "hsv_correlation", "nucleus_f1", "invented_area", "structure_spearman")
@@ -249,8 +252,13 @@ def image_grid(outcomes: list[Outcome], dataroot: Path, path: Path, crops: int =
         for outcome in first.values():
             folder = outcome.run.results / outcome.run.name / f"test_{outcome.epoch}" / "images"
             images.append(read_array(folder / f"{stem}_fake_B.png"))
-        lookup = first[next(iter(first))].run.evaluation / "images"
-        lookup_file = next(iter(lookup.glob(f"test_{stem}_lookup_table.png")), None)
+        images_folder = first[next(iter(first))].run.evaluation / "images"
+        # The report's layout (images/test/<crop>/lookup_table.png), or its earlier flat one.
+        candidates = (
+            images_folder / "test" / stem / "lookup_table.png",
+            images_folder / f"test_{stem}_lookup_table.png",
+        )
+        lookup_file = next((candidate for candidate in candidates if candidate.is_file()), None)
         images.append(read_array(lookup_file) if lookup_file else np.zeros((128, 128, 3), np.uint8))
         images.append(read_array(references[row % len(references)]))
         for column, image in enumerate(images):

@@ -14,7 +14,8 @@ real demo crops (data loading is not timed): ``set_input`` + ``optimize_paramete
 ``--repeats`` runs of ``--iterations`` calls are timed and the median run is reported, so one
 disturbed run (the CPU shared with another job) does not move the result. ``cut`` and ``seg_cut``
 sample ``--num_patches`` places per layer (at most (crop_size / 4)^2). Each model but
-``cycle_gan`` also gets its time and memory as a ratio to ``cycle_gan``'s.
+``cycle_gan`` also gets its time and memory as a ratio to ``cycle_gan``'s. Two untimed steps of the
+first model first warm the process up, so the first model measured pays no more than the others.
 
 Peak memory of training (the warm-up and timed iterations) is measured where it is honest:
 on a GPU, ``torch.cuda.max_memory_allocated`` (every tensor: weights, gradients, optimizer state,
@@ -266,6 +267,21 @@ def real_batch(opt: argparse.Namespace, size: int, seed_offset: int = 0) -> dict
     return default_collate([dataset[(index, seed_offset + index)] for index in range(size)])
 
 
+def warm_up_process(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> None:
+    """A few untimed training steps before the first measured model, so that what a process pays once (thread
+    pools, kernel caches, the allocator's first arenas) is not counted in the first model's time and memory."""
+    opt = model_options(config, model_name, checkpoints, config.batch_size)
+    batch = real_batch(opt, config.batch_size)
+    model = create_model(opt)
+    model.calibrate(create_dataset(opt))
+    model.setup()
+    model.train_mode()
+    for _ in range(2):
+        model.set_input(batch)
+        model.optimize_parameters()
+    synchronize(model.device)
+
+
 def time_model(config: BenchmarkConfig, model_name: str, checkpoints: Path) -> dict[str, Any]:
     """One model's training-iteration and inference timings, as a JSON record (calibration not timed)."""
     opt = model_options(config, model_name, checkpoints, config.batch_size)
@@ -438,6 +454,8 @@ def run_benchmark(config: BenchmarkConfig) -> list[dict[str, Any]]:
         )
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="benchmark_") as checkpoints, busy_processes(config.busy):
+        if config.models:
+            warm_up_process(config, config.models[0], Path(checkpoints))
         for model_name in config.models:
             records.append(time_model(config, model_name, Path(checkpoints)))
             if torch.cuda.is_available():

@@ -79,6 +79,14 @@ def test_one_step_trains_every_network_and_the_objective_is_the_sum_of_the_terms
     assert visuals["real_A"].shape[1] == 1 and visuals["fake_B"].shape[1] == 3 and visuals["idt_A"].shape[1] == 3
 
 
+def test_a_zero_nce_weight_leaves_a_plain_gan_without_heads(small_root: Path, tmp_path: Path) -> None:
+    model, batch = make_model(small_root, tmp_path, "cut", "--lambda_NCE", "0")
+    assert set(model.networks) == {"G_A", "D_A"} and model.loss_names == ["D_A", "G_A"]
+    model.set_input(batch)
+    model.optimize_parameters()
+    assert list(losses_of(model)) == ["D_A", "G_A"]
+
+
 def test_patch_nce_gradients_reach_the_generator_and_every_head_but_not_the_discriminator(
     small_root: Path, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data.image_io import read_array
-from scripts.ablation import BASELINES, DEMO_FLAGS, README_BEGIN, README_END, main
+from scripts.ablation import BASELINES, CONFIGURATIONS, DEMO_FLAGS, README_BEGIN, README_END, main
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -54,3 +54,26 @@ def test_a_tiny_ablation_writes_the_table_the_grid_and_the_readme_section(small_
     sizes = [log.stat().st_size for log in logs]
     assert main(arguments) == 0
     assert [log.stat().st_size for log in logs] == sizes
+
+
+def test_the_one_sided_models_are_configurations_and_score_beside_the_others(small_root: Path, tmp_path: Path) -> None:
+    """cut and seg_cut train, test and evaluate like the cycle models: rows of the table and columns of the grid."""
+    assert CONFIGURATIONS["cut"] == ("--model", "cut") and CONFIGURATIONS["seg_cut"] == ("--model", "seg_cut")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n", encoding="utf-8")
+    docs = tmp_path / "docs"
+    arguments = [
+        "--dataroot", str(small_root), "--checkpoints_dir", str(tmp_path / "checkpoints"),
+        "--results_dir", str(tmp_path / "results"), "--docs", str(docs), "--readme", str(readme),
+        "--seeds", "0", "--configurations", "cut", "seg_cut", "--jobs", "2", "--extra", *TINY,
+    ]  # fmt: skip
+    assert main(arguments) == 0
+    records = json.loads((docs / "results.json").read_text())
+    assert [record["configuration"] for record in records["test"]] == ["cut", "seg_cut", *BASELINES]
+    for record in records["test"][:2]:
+        assert record["epochs"][0] in ("1", "2") and 0 <= record["nucleus_f1"]["mean"] <= 1
+        assert record["lab_swd_regions"]["mean"] > 0
+    assert "| `seg_cut` |" in readme.read_text()
+    grid = read_array(docs / "images" / "ablation_grid.jpg")
+    assert grid.shape[1] > grid.shape[0]  # input, mask, cut, seg_cut, lookup table, real H&E side by side
+    assert not (docs / "images" / "colorized_frame.jpg").exists()  # drawn from seg_cycle_gan only

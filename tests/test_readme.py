@@ -92,10 +92,10 @@ def test_the_readme_reads_its_option_tables() -> None:
 
 @pytest.mark.parametrize(("flag", "written"), option_table_rows(), ids=lambda value: str(value))
 def test_the_readme_option_defaults_are_the_parsers(flag: str, written: str) -> None:
-    """The README's default of each flag is the training parser's: cycle_gan's, or seg_cycle_gan's for
-    the flags only that model has."""
+    """The README's default of each flag is the training parser's: cycle_gan's, or that of the first model
+    that has it (seg_cycle_gan, cut, seg_cut add flags of their own)."""
     default = None
-    for model in ("seg_cycle_gan", "cycle_gan"):
+    for model in ("seg_cut", "cut", "seg_cycle_gan", "cycle_gan"):
         parser = TrainOptions().build_parser(["--dataroot", "x", "--model", model])
         actions = {option: action for action in parser._actions for option in action.option_strings}
         default = actions[flag].default if flag in actions else default

@@ -30,11 +30,12 @@ class LossGroup:
     names: tuple[str, ...]
 
 
-#: The groups of the CycleGAN and seg_cycle_gan terms; a loss not listed here gets a group of its own.
+#: The groups of the CycleGAN, CUT and mask-guided terms; a loss not listed here gets a group of its own.
 LOSS_GROUPS: tuple[LossGroup, ...] = (
     LossGroup("G", "generators: adversarial", ("G_A", "G_B")),
     LossGroup("D", "discriminators", ("D_A", "D_B")),
     LossGroup("cycle", "cycle consistency (L1)", ("cycle_A", "cycle_B")),
+    LossGroup("NCE", "patch correspondence (PatchNCE, cross-entropy)", ("NCE", "NCE_idt")),
     LossGroup("idt", "identity (L1)", ("idt_A", "idt_B")),
     LossGroup("GT", "nucleus masks (GT, cross-entropy)", ("GT_fake", "GT_rec")),
     LossGroup("structure", "structure ((1 - SSIM) / 2)", ("structure_fake", "structure_rec")),
@@ -68,8 +69,8 @@ class LossWeight:
 def loss_weights(options: Mapping[str, Any]) -> dict[str, LossWeight]:
     """The weight of every weighted term the models log, from the training options (``vars(opt)``).
 
-    Mirrors ``generator_losses`` of models/cycle_gan_model.py and ``stain_losses`` of
-    models/seg_cycle_gan_model.py (a test checks it against them). The adversarial terms carry
+    Mirrors ``generator_losses`` of models/cycle_gan_model.py and models/cut_model.py and the terms
+    of models/mask_guidance.py (a test checks it against seg_cycle_gan). The adversarial terms carry
     no weight and are not listed; neither is a flag the options lack.
     """
     weights: dict[str, LossWeight] = {}
@@ -88,6 +89,11 @@ def loss_weights(options: Mapping[str, Any]) -> dict[str, LossWeight]:
     weigh(("GT_fake", "GT_rec"), ("lambda_gt",))
     weigh(("structure_fake", "structure_rec"), ("lambda_cv",))
     weigh(("color_fake",), ("lambda_color",))
+    if isinstance(options.get("lambda_NCE"), int | float):  # CUT halves the weight when both NCE terms are on
+        both = bool(options.get("nce_idt"))
+        flags = "--lambda_NCE / 2 (with --nce_idt)" if both else "--lambda_NCE"
+        factor = float(options["lambda_NCE"]) * (0.5 if both else 1.0)
+        weights.update({name: LossWeight(factor, flags) for name in ("NCE", "NCE_idt")})
     return weights
 
 

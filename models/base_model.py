@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,43 @@ class BaseModel(ABC):
             return True
         # Under torchrun every process must take the same decision, or the gradient averaging would wait forever.
         return self.runtime.all_agree(bool(torch.isfinite(loss)))
+
+    # -- the two halves of a GAN step --------------------------------------------------------------
+    def generator_losses(self) -> dict[str, torch.Tensor]:
+        """The weighted terms of the generators' objective, by name (their sum is minimised)."""
+        raise NotImplementedError(f"{type(self).__name__} has no generator losses")
+
+    def step_generators(self, forward: Callable[[], None], discriminators: list[nn.Module]) -> bool:
+        """The generators' half of a training step, shared by the GAN models.
+
+        ``discriminators`` frozen, ``forward()`` and :meth:`generator_losses` under the ``--amp``
+        autocast (their sum in float32), the losses recorded, optimizer ``G`` stepped through the
+        runtime's gradient scaler, the discriminators unfrozen. False, with no step, when
+        ``--nan_policy skip`` drops a non-finite objective: the fakes are not finite either, so the
+        caller skips the discriminators too.
+        """
+        self.set_requires_grad(discriminators, False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        with self.runtime.autocast():
+            forward()
+            terms = self.generator_losses()
+            objective = torch.stack([term.float() for term in terms.values()]).sum()
+        self.losses = {name: value.detach() for name, value in terms.items()}
+        self.generator_objective = objective.detach()
+        if not self.should_step(objective):
+            return False
+        self.runtime.scaler.scale(objective).backward()
+        self.runtime.scaler.step(self.optimizers["G"])
+        self.set_requires_grad(discriminators, True)
+        return True
+
+    def step_discriminators(self, loss: torch.Tensor) -> None:
+        """The discriminators' half: ``loss`` (computed under autocast) back-propagated and optimizer ``D``
+        stepped unless ``--nan_policy skip`` drops it; the gradient scaler updated once per step."""
+        if self.should_step(loss):
+            self.runtime.scaler.scale(loss).backward()
+            self.runtime.scaler.step(self.optimizers["D"])
+        self.runtime.scaler.update()
 
     def unwrapped(self, name: str) -> nn.Module:
         """Network ``name`` without its DDP wrapper: for forwards whose gradients need no averaging."""

@@ -260,31 +260,15 @@ class CUTModel(BaseModel):
         similarities are computed in float32. ``--nan_policy skip`` drops an update whose loss is not finite.
         """
         discriminator = self.networks["D_A"]
-        self.set_requires_grad([discriminator], False)
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        with self.runtime.autocast():
-            self.translate_for_training()
-            generator_terms = self.generator_losses()
-            objective = torch.stack([term.float() for term in generator_terms.values()]).sum()
-        self.losses = {name: value.detach() for name, value in generator_terms.items()}
-        self.generator_objective = objective.detach()
-        if not self.should_step(objective):
-            return  # the fakes are not finite either: no discriminator step
-        scaler = self.runtime.scaler
-        scaler.scale(objective).backward()
-        scaler.step(self.optimizers["G"])
-
-        self.set_requires_grad([discriminator], True)
+        if not self.step_generators(self.translate_for_training, [discriminator]):
+            return
         self.optimizers["D"].zero_grad(set_to_none=True)
         v = self.visuals
         penalised = self.unwrapped("D_A") if self.opt.gan_mode == "wgangp" else None
         with self.runtime.autocast():
             fakes = self.fake_B_pool.query(v["fake_B"])
             loss_D = networks.discriminator_loss(discriminator, self.gan_loss, v["real_B"], fakes, penalised)
-        if self.should_step(loss_D):
-            scaler.scale(loss_D).backward()
-            scaler.step(self.optimizers["D"])
-        scaler.update()
+        self.step_discriminators(loss_D)
         self.losses = {"D_A": loss_D.detach(), **self.losses}
 
     # -- resume ----------------------------------------------------------------------------------

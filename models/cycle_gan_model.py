@@ -140,32 +140,15 @@ class CycleGANModel(BaseModel):
         and the steps skipped when the scaled gradients overflow (the runtime's ``scaler``). With
         ``--nan_policy skip`` an update whose loss is not finite is dropped.
         """
-        discriminators = [self.networks["D_A"], self.networks["D_B"]]
-        self.set_requires_grad(discriminators, False)
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        with self.runtime.autocast():
-            self.forward()
-            generator_terms = self.generator_losses()
-            objective = torch.stack([term.float() for term in generator_terms.values()]).sum()
-        self.losses = {name: value.detach() for name, value in generator_terms.items()}
-        self.generator_objective = objective.detach()
-        if not self.should_step(objective):
-            return  # the fakes are not finite either: no discriminator step
-        scaler = self.runtime.scaler
-        scaler.scale(objective).backward()
-        scaler.step(self.optimizers["G"])
-
-        self.set_requires_grad(discriminators, True)
+        if not self.step_generators(self.forward, [self.networks["D_A"], self.networks["D_B"]]):
+            return
         self.optimizers["D"].zero_grad(set_to_none=True)
         v = self.visuals
         with self.runtime.autocast():
             loss_D_A = self.discriminator_loss("D_A", v["real_B"], self.fake_B_pool.query(v["fake_B"]))
             loss_D_B = self.discriminator_loss("D_B", v["real_A"], self.fake_A_pool.query(v["fake_A"]))
             loss_D = loss_D_A + loss_D_B
-        if self.should_step(loss_D):
-            scaler.scale(loss_D).backward()
-            scaler.step(self.optimizers["D"])
-        scaler.update()
+        self.step_discriminators(loss_D)
         self.losses.update(D_A=loss_D_A.detach(), D_B=loss_D_B.detach())
 
     # -- resume ----------------------------------------------------------------------------------

@@ -88,42 +88,47 @@ def test_interrupted_run_resumes_bit_for_bit(
     assert strip_time[0] == strip_time[1]
 
 
+class StepLossModel:
+    """A stand-in model whose step ``n`` has losses G_A = n and D_A = 1 and objective 2n, on the CPU."""
+
+    def __init__(self) -> None:
+        self.loss_names = ["G_A", "D_A"]
+        self.step = 0
+        self.losses: dict[str, torch.Tensor] = {}
+        self.generator_objective = torch.zeros(())
+        self.runtime = Runtime(torch.device("cpu"), DistributedContext())
+        self.device = self.runtime.device
+
+    def train_mode(self) -> None:
+        pass
+
+    def set_input(self, batch: int) -> None:
+        self.step = batch
+
+    def optimize_parameters(self) -> None:
+        self.losses = {"G_A": torch.tensor(float(self.step)), "D_A": torch.tensor(1.0)}
+        self.generator_objective = torch.tensor(2.0 * self.step)
+
+    def learning_rate(self) -> float:
+        return 1e-3
+
+
+class QuietSampler:
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+class ReportList:
+    def __init__(self) -> None:
+        self.reports: list = []
+
+    def log_losses(self, report: object) -> None:
+        self.reports.append(report)
+
+
 def test_loss_reports_are_means_since_the_previous_report() -> None:
-    class FakeModel:
-        def __init__(self) -> None:
-            self.loss_names = ["G_A", "D_A"]
-            self.step = 0
-            self.losses: dict[str, torch.Tensor] = {}
-            self.generator_objective = torch.zeros(())
-            self.runtime = Runtime(torch.device("cpu"), DistributedContext())
-            self.device = self.runtime.device
-
-        def train_mode(self) -> None:
-            pass
-
-        def set_input(self, batch: int) -> None:
-            self.step = batch
-
-        def optimize_parameters(self) -> None:
-            self.losses = {"G_A": torch.tensor(float(self.step)), "D_A": torch.tensor(1.0)}
-            self.generator_objective = torch.tensor(2.0 * self.step)
-
-        def learning_rate(self) -> float:
-            return 1e-3
-
-    class Sampler:
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = epoch
-
-    class Report:
-        def __init__(self) -> None:
-            self.reports: list = []
-
-        def log_losses(self, report: object) -> None:
-            self.reports.append(report)
-
-    report = Report()
-    mean_objective = train.train_one_epoch(FakeModel(), [1, 2, 3, 4, 5], Sampler(), 2, 4, report, print_freq=2)
+    report = ReportList()
+    mean_objective = train.train_one_epoch(StepLossModel(), [1, 2, 3, 4, 5], QuietSampler(), 2, 4, report, print_freq=2)
     assert mean_objective == pytest.approx(6.0)
     assert [r.losses["G_A"] for r in report.reports] == [1.5, 3.5, 5.0]  # means of 1,2 / 3,4 / 5
     assert [r.losses["D_A"] for r in report.reports] == [1.0, 1.0, 1.0]
@@ -251,43 +256,6 @@ def test_nan_policy_skip_drops_the_step_and_trains_on(
 
 
 # -- the progress bar and TensorBoard ---------------------------------------------------------------
-class StepLossModel:
-    """A stand-in model whose step ``n`` has losses G_A = n and D_A = 1, on the CPU."""
-
-    def __init__(self) -> None:
-        self.loss_names = ["G_A", "D_A"]
-        self.step = 0
-        self.losses: dict[str, torch.Tensor] = {}
-        self.generator_objective = torch.zeros(())
-        self.runtime = Runtime(torch.device("cpu"), DistributedContext())
-        self.device = self.runtime.device
-
-    def train_mode(self) -> None:
-        pass
-
-    def set_input(self, batch: int) -> None:
-        self.step = batch
-
-    def optimize_parameters(self) -> None:
-        self.losses = {"G_A": torch.tensor(float(self.step)), "D_A": torch.tensor(1.0)}
-
-    def learning_rate(self) -> float:
-        return 1e-3
-
-
-class QuietSampler:
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-
-class ReportList:
-    def __init__(self) -> None:
-        self.reports: list = []
-
-    def log_losses(self, report: object) -> None:
-        self.reports.append(report)
-
-
 @pytest.mark.parametrize("postfix_interval", [0.0, 1.0])
 def test_the_bar_shows_running_losses_on_an_epoch_shorter_than_print_freq(
     monkeypatch: pytest.MonkeyPatch, postfix_interval: float

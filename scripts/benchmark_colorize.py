@@ -83,6 +83,7 @@ def measure(command: list[str], threads: int, label: str) -> dict[str, Any]:
     result = {
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),  # all its processes, less what others took
         "load_before": before,
         "load_after": os.getloadavg()[0],
     }

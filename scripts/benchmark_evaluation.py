@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "crop_size": 128,
         "workers": args.workers,
         "seconds": round(seconds, 2),
-        "images_per_s": round(args.epochs * args.images / seconds, 1),
+        "images_per_s": float(f"{args.epochs * args.images / seconds:.3g}"),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

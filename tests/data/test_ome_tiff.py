@@ -84,6 +84,7 @@ def test_openslide_reads_every_level_and_tifffile_the_ome_pixel_size(tmp_path: P
         ]
         assert tiff.pages.first.is_tiled and (tiff.pages.first.tilewidth, tiff.pages.first.tilelength) == (256, 256)
         assert tiff.pages.first.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert tiff.pages.first.predictor == tifffile.PREDICTOR.HORIZONTAL
         pixels = next(
             element for element in ElementTree.fromstring(tiff.ome_metadata).iter() if element.tag.endswith("Pixels")
         )

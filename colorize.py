@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"skip images larger than this (default {MAX_PIXELS / 1e6:.0f}, the project's limit, which also stops "
         "a corrupt header that declares a huge size; 0: no limit). The whole input image is held in memory, and "
-        "for png and tif its colorized output too: a 100-megapixel 16-bit frame took 1.65 GB",
+        "for png and tif its colorized output too: a 100-megapixel 16-bit frame took 1.74 GB as png, 1.53 GB as "
+        "ome-tiff",
     )
     return parser
 

@@ -610,7 +610,9 @@ def scale_note(samples: list[Sample], split: SplitData, pixel_size: PixelSize) -
     if not um:
         where = f" in {pixel_size.source}" if pixel_size.source else ""
         parts.append(f"The inputs' pixel size is not recorded{where}, so sizes are in pixels.")
-    diameter = typical_nucleus_diameter([split.masks[s.stem] for s in samples if s.stem in split.masks])
+    diameter = typical_nucleus_diameter(
+        [split.masks[s.stem] for s in samples if s.stem in split.masks], split.min_nucleus_area
+    )
     if diameter is not None:
         microns = f" ({diameter * um:.2g} µm)" if um else ""
         parts.append(f"A typical nucleus of the masks is about {diameter:.0f} pixels across{microns}.")
@@ -619,9 +621,10 @@ def scale_note(samples: list[Sample], split: SplitData, pixel_size: PixelSize) -
     return " ".join(parts)
 
 
-def typical_nucleus_diameter(masks: list[np.ndarray]) -> float | None:
-    """The median equivalent diameter (pixels) of the masks' nuclei (specks left out), None without any."""
-    areas = [metrics.label_objects(mask[None], metrics.MIN_NUCLEUS_AREA)[2][1:] for mask in masks]
+def typical_nucleus_diameter(masks: list[np.ndarray], min_area: int = metrics.MIN_NUCLEUS_AREA) -> float | None:
+    """The median equivalent diameter (pixels) of the masks' nuclei, specks below ``min_area`` pixels left
+    out as the scores leave them out; None without any."""
+    areas = [metrics.label_objects(mask[None], min_area)[2][1:] for mask in masks]
     every = np.concatenate(areas) if areas else np.empty(0)
     return float(2.0 * np.sqrt(np.median(every) / np.pi)) if len(every) else None
 

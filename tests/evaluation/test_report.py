@@ -319,7 +319,7 @@ def test_the_scale_note_gives_microns_when_the_pixel_size_is_known() -> None:
     mask = np.zeros((100, 80), bool)
     mask[10:20, 10:20] = True  # a 100-pixel nucleus: about 11 pixels across
     sample = SimpleNamespace(stem="a", real_A=np.zeros((100, 80), np.uint8), mask=mask)
-    split = SimpleNamespace(masks={"a": mask})
+    split = SimpleNamespace(masks={"a": mask}, min_nucleus_area=metrics.MIN_NUCLEUS_AREA)
     note = report.scale_note([sample], split, report.PixelSize(0.5, 0.25, "x/preparation.json"))  # type: ignore[arg-type]
     assert "80 × 100 pixels" in note and "40 × 50 µm at 0.5 µm per pixel" in note
     assert "about 11 pixels across (5.6 µm)" in note and "real H&E tiles were cut at 0.25 µm per pixel" in note

@@ -56,9 +56,14 @@ class BaseModel(ABC):
         return parser
 
     # -- to implement --------------------------------------------------------------------------
-    @abstractmethod
     def set_input(self, batch: dict[str, Any]) -> None:
-        """Take a batch from the data loader and move its tensors to the device."""
+        """Take ``A`` and/or ``B`` (N, C, H, W) in [-1, 1] from a loader's batch onto the device as
+        ``real_A``/``real_B``; inference may give only one domain."""
+        self.visuals = {}
+        for side in ("A", "B"):
+            if side in batch:
+                self.visuals[f"real_{side}"] = self.to_device(batch[side])
+        self.image_paths = list(batch.get("A_paths", batch.get("B_paths", [])))
 
     @abstractmethod
     def forward(self) -> None:

@@ -185,14 +185,6 @@ class CUTModel(BaseModel):
         )  # fmt: skip
 
     # -- data and forward ------------------------------------------------------------------------
-    def set_input(self, batch: dict[str, Any]) -> None:
-        """Take ``A`` and/or ``B`` (N, C, H, W) in [-1, 1] from the batch; inference may give only ``A``."""
-        self.visuals = {}
-        for side in ("A", "B"):
-            if side in batch:
-                self.visuals[f"real_{side}"] = self.to_device(batch[side])
-        self.image_paths = list(batch.get("A_paths", batch.get("B_paths", [])))
-
     def forward(self) -> None:
         """``fake_B = G_A(real_A)``: inference and the training page's previews (never mirrored)."""
         if "real_A" in self.visuals:

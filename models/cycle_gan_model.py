@@ -91,14 +91,6 @@ class CycleGANModel(BaseModel):
         )
 
     # -- data and forward ------------------------------------------------------------------------
-    def set_input(self, batch: dict[str, Any]) -> None:
-        """Take ``A`` and/or ``B`` from the batch; inference may give only one domain."""
-        self.visuals = {}
-        for side in ("A", "B"):
-            if side in batch:
-                self.visuals[f"real_{side}"] = self.to_device(batch[side])
-        self.image_paths = list(batch.get("A_paths", batch.get("B_paths", [])))
-
     def forward(self) -> None:
         """Translate whatever domains are present and reconstruct them."""
         G_A, G_B = self.networks["G_A"], self.networks["G_B"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from models import checkpoint, networks
 from models.base_model import BaseModel
@@ -27,10 +26,6 @@ class TestModel(BaseModel):
         self.networks["G_A"] = networks.build_generator(
             checkpoint.architecture_of(opt), False, opt.init_type, opt.init_gain
         )
-
-    def set_input(self, batch: dict[str, Any]) -> None:
-        self.visuals = {"real_A": self.to_device(batch["A"])}
-        self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:
         self.visuals["fake_B"] = self.networks["G_A"](self.visuals["real_A"])
